@@ -1,0 +1,26 @@
+# Two commands do all set-up on a fresh machine: `make run` trains the quickstart recipe,
+# `make test` runs the test suite. Both create .venv and install gancore and every plugin.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt $(PLUGINS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]" $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gancore run recipes/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+clean:
+	rm -rf $(VENV) runs

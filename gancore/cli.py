@@ -1,0 +1,200 @@
+"""The ``gancore`` command: run, validate, inspect components and plugins, summarise networks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gancore.errors import GancoreError
+from gancore.interfaces import KINDS
+from gancore.registry import Registry, default_registry
+
+EXIT_USAGE = 2
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a recipe value by its dotted path, e.g. train.batch_size=64 (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gancore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a recipe")
+    run.add_argument("recipe", type=Path)
+    _recipe_args(run)
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>-<n>)")
+
+    val = sub.add_parser("validate", help="check recipes without running them")
+    val.add_argument("recipes", type=Path, nargs="+")
+    _recipe_args(val)
+
+    sub.add_parser("plugins", help="installed plugins: name, version, distribution, status, components")
+
+    lst = sub.add_parser("list", help="registered components, of one kind or all")
+    lst.add_argument("kind", nargs="?", choices=list(KINDS))
+
+    show = sub.add_parser("show", help="one component: description and parameters")
+    show.add_argument("kind", choices=list(KINDS))
+    show.add_argument("name")
+
+    sub.add_parser("schema", help="JSON Schema of a recipe, with every installed component's parameters")
+
+    summ = sub.add_parser("summary", help="each network of a recipe: parameters, forward FLOPs per image, output")
+    summ.add_argument("recipe", type=Path)
+    _recipe_args(summ)
+    summ.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, default_registry())
+    except GancoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore import recipe as recipes
+    from gancore.build import build
+    from gancore.training import Trainer
+
+    recipe, raw = recipes.load(args.recipe, registry, args.override)
+    parts = build(recipe, registry)
+    out = _run_dir(args.out, args.recipe.stem)
+    print(f"training {args.recipe} -> {out}")
+    results = Trainer(recipe, parts, out, raw).run()
+    for name, value in results.items():
+        print(f"{name}: {value:.4g}")
+    print(f"done: samples, log.jsonl, TensorBoard events and network-final.pt in {out}")
+    return 0
+
+
+def _run_dir(out: Path | None, stem: str) -> Path:
+    """``--out`` if given (it must not hold files yet), else the first free ``runs/<stem>-<n>``."""
+    if out is not None:
+        if out.exists() and any(out.iterdir()):
+            raise GancoreError(f"--out {out} already holds files; choose an empty or new directory")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    n = 0
+    while True:
+        candidate = Path("runs") / f"{stem}-{n}"
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore import recipe as recipes
+
+    failed = 0
+    for path in args.recipes:
+        try:
+            recipes.load(path, registry, args.override)
+            print(f"{path}: ok")
+        except GancoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_USAGE if failed else 0
+
+
+def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
+    for info in registry.plugins.values():
+        dist = f"{info.distribution} {info.version}".strip()
+        print(f"{info.name}  [{dist}]  {info.status}")
+        if info.error:
+            print(f"    error: {info.error}")
+        if info.components:
+            print(f"    {', '.join(info.components)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, registry: Registry) -> int:
+    specs = registry.list(args.kind)
+    width = max((len(s.name) for s in specs), default=0)
+    kind = None
+    for spec in specs:
+        if spec.kind != kind and not args.kind:
+            print(f"{spec.kind}:")
+        kind = spec.kind
+        indent = "" if args.kind else "  "
+        print(f"{indent}{spec.name:<{width}}  {spec.description}  [{spec.plugin}]")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, registry: Registry) -> int:
+    spec = registry.get(args.kind, args.name)
+    print(f"{spec.kind} {spec.name}  (plugin {spec.plugin})")
+    print(f"  {spec.description}")
+    schema = spec.params.model_json_schema()
+    props = schema.get("properties", {})
+    if not props:
+        print("  parameters: none")
+    else:
+        print("  parameters:")
+    required = set(schema.get("required", []))
+    for name, field in spec.params.model_fields.items():
+        prop = props.get(name, {})
+        kind = _type_name(prop)
+        default = "required" if name in required else f"default {field.default!r}"
+        limits = ", ".join(f"{k} {prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum",
+                                                        "exclusiveMaximum") if k in prop)
+        line = f"    {name}: {kind} ({default}{', ' + limits if limits else ''})"
+        if field.description:
+            line += f"  {field.description}"
+        print(line)
+    return 0
+
+
+def _type_name(prop: dict) -> str:
+    """A short type name from a JSON-Schema property."""
+    if "enum" in prop:
+        return " | ".join(repr(v) for v in prop["enum"])
+    if "const" in prop:
+        return repr(prop["const"])
+    if "anyOf" in prop:
+        return " | ".join(_type_name(p) for p in prop["anyOf"])
+    if "$ref" in prop:
+        return prop["$ref"].split("/")[-1]
+    if prop.get("type") == "array":
+        return f"list[{_type_name(prop.get('items', {}))}]"
+    return str(prop.get("type", "any"))
+
+
+def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore.recipe import json_schema
+
+    print(json.dumps(json_schema(registry), indent=2))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore import recipe as recipes
+    from gancore.build import build_networks
+    from gancore.summary import summarize
+
+    recipe, _ = recipes.load(args.recipe, registry, args.override)
+    nets = build_networks(recipe, registry)
+    info = summarize(nets.generator, nets.discriminator)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for role, row in info.items():
+        print(f"{role:<13} {row['name']:<24} params {row['params']:>12,}  "
+              f"FLOPs/image {row['flops_per_image']:>14,}  output {tuple(row['output_shape'])}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "list": cmd_list,
+            "show": cmd_show, "schema": cmd_schema, "summary": cmd_summary}

@@ -1,0 +1,220 @@
+"""The contracts every component honours: one abstract base class per kind.
+
+The trainer sees components only through these classes, so a plugin that subclasses
+them correctly works with every other plugin.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Network = Literal["generator", "discriminator"]
+InputName = Literal["real", "fake"]
+
+
+class Generator(nn.Module, metaclass=ABCMeta):
+    """Maps latents to samples.
+
+    Contract: ``forward(z, c=None)`` takes ``z`` of shape (N, z_dim) and, when
+    ``num_classes > 0``, integer labels ``c`` of shape (N,) in [0, num_classes); it
+    returns a tensor of shape (N, *output_shape). Images are on the data's [-1, 1]
+    scale (a generator without a squashing output layer may overshoot it slightly
+    during training; images are clamped when written); 2-D toy points (N, 2) are
+    in the data's own coordinates.
+    """
+
+    def __init__(self, z_dim: int, num_classes: int, resolution: int, channels: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        self.resolution = resolution
+        self.channels = channels
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: (channels, resolution, resolution), or (channels,) when resolution is 0."""
+        if self.resolution == 0:
+            return (self.channels,)
+        return (self.channels, self.resolution, self.resolution)
+
+    def sample_z(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> Tensor:
+        """Draw n latents from the prior the generator was trained with (standard normal by default)."""
+        return torch.randn(n, self.z_dim, device=device, generator=generator)
+
+    @abstractmethod
+    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor: ...
+
+
+class Discriminator(nn.Module, metaclass=ABCMeta):
+    """Scores samples.
+
+    Contract: ``forward(x, c=None)`` takes samples shaped like a generator's output and,
+    when ``num_classes > 0``, labels ``c`` (N,); it returns raw logits of shape (N,).
+    It must be twice differentiable with respect to ``x`` (gradient penalties need it).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    @abstractmethod
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor: ...
+
+
+class Loss(metaclass=ABCMeta):
+    """The adversarial objective, as two scalar losses computed from D's logits.
+
+    Sign convention: both losses are minimised; D's loss falls when real logits rise
+    and fake logits fall. ``relativistic`` losses compare real and fake logits paired
+    index by index, so G's loss needs D's logits on a real batch as well.
+    """
+
+    relativistic: bool = False
+
+    @abstractmethod
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """Scalar loss of D, averaged over the batch."""
+
+    @abstractmethod
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """Scalar loss of G, averaged over the batch; ``real_logits`` is given when ``relativistic``."""
+
+
+@dataclass
+class PenaltyContext:
+    """What a penalty may look at during one phase of one training step.
+
+    ``critic`` is D as the trainer uses it, ``D(augment(x), c)``, so gradients of its
+    output with respect to ``real`` or ``fake`` pass through the augmentation.
+    ``real_logits``/``fake_logits`` are the phase's own logits (with their graph), so a
+    gradient penalty costs no extra forward pass.
+    """
+
+    network: nn.Module
+    critic: Callable[[Tensor, Tensor | None], Tensor]
+    real: Tensor
+    fake: Tensor
+    labels: Tensor | None
+    real_logits: Tensor | None
+    fake_logits: Tensor | None
+    kimg: float
+    input_gradient_names: tuple[InputName, ...] = ()
+    _gradients: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    def input_gradient(self, which: InputName) -> Tensor:
+        """Gradient of the summed logits w.r.t. the real or fake inputs, with its graph kept.
+
+        Every input a penalty asked for (``Regularizer.input_gradients``) is differentiated
+        in one backward pass through D, shared by all penalties of the step.
+        """
+        if which not in self._gradients:
+            names = self.input_gradient_names
+            if which not in names:
+                raise RuntimeError(
+                    f"no gradient w.r.t. the {which} inputs was prepared; declare it in the regularizer's "
+                    f"input_gradients"
+                )
+            logits = {"real": self.real_logits, "fake": self.fake_logits}
+            inputs = {"real": self.real, "fake": self.fake}
+            total = sum(logits[n].sum() for n in names)
+            grads = torch.autograd.grad(total, [inputs[n] for n in names], create_graph=True)
+            self._gradients.update(zip(names, grads))
+        return self._gradients[which]
+
+
+class Regularizer(metaclass=ABCMeta):
+    """A penalty added to a network's loss, a change made to a network when built, or both.
+
+    ``targets`` names the networks it acts on; ``every`` says how often (in that
+    network's steps) the penalty is computed. ``input_gradients`` lists the inputs
+    ("real", "fake") whose gradient the penalty reads through ``PenaltyContext``.
+    """
+
+    targets: tuple[Network, ...] = ("discriminator",)
+    every: int = 1
+    input_gradients: tuple[InputName, ...] = ()
+
+    def attach(self, network: nn.Module) -> None:
+        """Change ``network`` when it is built (normalise weights, initialise); by default nothing."""
+
+    def penalty(self, ctx: PenaltyContext) -> Tensor | None:
+        """A scalar added to the targeted network's loss, or None for a build-time-only regularizer."""
+        return None
+
+
+class Augmenter(nn.Module, metaclass=ABCMeta):
+    """A differentiable map from images to images, applied to everything D sees.
+
+    ``p`` is the probability of augmenting; the trainer may set it, and ``update``
+    lets the augmenter schedule or adapt it from D's logits on reals. ``p`` is a
+    buffer, so it is saved with the augmenter's state.
+    """
+
+    p: Tensor
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("p", torch.tensor(float(p)))
+
+    def update(self, kimg: float, real_logits: Tensor) -> None:
+        """Called after every D step with the progress and D's (detached) logits on reals."""
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
+class Sampler(metaclass=ABCMeta):
+    """Draws batches of generated samples for a metric."""
+
+    @abstractmethod
+    def batches(self, n: int) -> Iterator[Tensor]:
+        """Yield n samples in batches, on the data's [-1, 1] scale (or in point coordinates)."""
+
+
+class Metric(metaclass=ABCMeta):
+    """Computes named scalars that compare generated samples with a data set."""
+
+    def check(self, dataset: Dataset) -> None:
+        """Raise ValueError if this metric cannot measure ``dataset``; called before training."""
+
+    @abstractmethod
+    def compute(self, sampler: Sampler, dataset: Dataset) -> dict[str, float]: ...
+
+
+class Dataset(torch.utils.data.Dataset, metaclass=ABCMeta):
+    """Training data: item ``i`` is ``(x, label)``.
+
+    Images are uint8 tensors (C, H, W) in [0, 255]; points are float32 tensors (D,).
+    ``label`` is an int in [0, num_classes), or 0 when ``num_classes`` is 0.
+    """
+
+    num_classes: int = 0
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one item's x."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> tuple[Tensor, int]: ...
+
+
+KINDS: dict[str, type] = {
+    "generator": Generator,
+    "discriminator": Discriminator,
+    "loss": Loss,
+    "regularizer": Regularizer,
+    "augmenter": Augmenter,
+    "metric": Metric,
+    "dataset": Dataset,
+}
+"""Every kind of component, with the interface its instances must implement."""
