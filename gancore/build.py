@@ -11,6 +11,7 @@ from gancore.errors import ConfigError
 from gancore.interfaces import Augmenter, Dataset, Discriminator, Generator, Loss, Metric, Regularizer
 from gancore.recipe import MetricRef, Recipe
 from gancore.registry import Registry
+from gancore.validation import show_value
 
 
 @dataclass
@@ -59,7 +60,7 @@ def build_networks(recipe: Recipe, registry: Registry) -> Networks:
         logits = D.eval()(probe, labels)
     D.train()
     if tuple(logits.shape) != (2,):
-        raise ConfigError([f"discriminator.name = {recipe.discriminator.name!r}: on a batch of 2 samples shaped "
+        raise ConfigError([f"discriminator.name = {show_value(recipe.discriminator.name)}: on a batch of 2 samples shaped "
                            f"{G.output_shape} it returned logits of shape {tuple(logits.shape)}, not (2,)"])
     return Networks(G, D, regs)
 
@@ -89,7 +90,8 @@ def build(recipe: Recipe, registry: Registry) -> Parts:
         try:
             metric.check(data)
         except ValueError as exc:
-            problems.append(f"metrics[{i}].name = {ref.name!r}: {exc}")
+            problems.append(f"metrics[{i}].name = {show_value(ref.name)}: {exc}; this recipe's data is "
+                            f"{recipe.data.name!r}")
         metrics.append((ref, metric))
     if problems:
         raise ConfigError(problems)

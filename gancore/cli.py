@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from gancore.errors import GancoreError
+from gancore.errors import ConfigError, GancoreError
 from gancore.interfaces import KINDS
 from gancore.registry import Registry, default_registry
 
 EXIT_USAGE = 2
+T = TypeVar("T")
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
@@ -65,17 +68,25 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from gancore import recipe as recipes
     from gancore.build import build
-    from gancore.training import Trainer
+    from gancore.training import Trainer, pick_device
 
     recipe, raw = recipes.load(args.recipe, registry, args.override)
-    parts = build(recipe, registry)
+    parts = _named(args.recipe, build, recipe, registry)
     out = _run_dir(args.out, args.recipe.stem)
-    print(f"training {args.recipe} -> {out}")
+    print(f"training {args.recipe} on {pick_device(recipe.train.device)} -> {out}")
     results = Trainer(recipe, parts, out, raw).run()
     for name, value in results.items():
         print(f"{name}: {value:.4g}")
     print(f"done: samples, log.jsonl, TensorBoard events and network-final.pt in {out}")
     return 0
+
+
+def _named(source: Path, step: Callable[..., T], *args: Any) -> T:
+    """Run a build step; its problems are reported against the recipe file, like validation's."""
+    try:
+        return step(*args)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, str(source)) from None
 
 
 def _run_dir(out: Path | None, stem: str) -> Path:
@@ -185,7 +196,7 @@ def cmd_summary(args: argparse.Namespace, registry: Registry) -> int:
     from gancore.summary import summarize
 
     recipe, _ = recipes.load(args.recipe, registry, args.override)
-    nets = build_networks(recipe, registry)
+    nets = _named(args.recipe, build_networks, recipe, registry)
     info = summarize(nets.generator, nets.discriminator)
     if args.json:
         print(json.dumps(info, indent=2))

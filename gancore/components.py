@@ -72,5 +72,5 @@ def spec_of(obj: Any) -> ComponentSpec:
     """The spec of an object marked with ``@component``."""
     spec = getattr(obj, "__gancore_component__", None)
     if not isinstance(spec, ComponentSpec):
-        raise TypeError(f"{obj!r} is not a gancore component; mark it with @gancore.component(kind, name)")
+        raise TypeError(f"{obj!r}, which is not a gancore component; mark it with @gancore.component(kind, name)")
     return spec

@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 from gancore.errors import ConfigError, UnknownComponentError
 from gancore.registry import Registry
 from gancore.schedule import Scheduled, within
-from gancore.validation import describe_validation_error, key_path
+from gancore.validation import describe_validation_error, key_path, show_value
 
 
 class _Strict(BaseModel):
@@ -102,14 +102,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
+    first_line: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+        if key in first_line:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                None, None, f"key {key!r} is given twice in one mapping (first at line {first_line[key]})",
+                key_node.start_mark,
             )
-        seen.add(key)
+        first_line[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -117,7 +118,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 # YAML 1.2 floats: PyYAML (YAML 1.1) reads `1e-3` as a string; learning rates are written that way.
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
 
@@ -135,14 +136,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError([f"cannot read the recipe: {exc.strerror}"], str(path)) from None
     try:
         data = _parse(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"malformed YAML: {problem}"], where) from None
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([f"malformed YAML: {_yaml_problem(exc)}"], _where(path, exc.context_mark or exc.problem_mark)) from None
+    except (yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for values such as 2024-13-01
+        raise ConfigError([f"malformed YAML: {exc}"], str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError(["a recipe must be a mapping of sections (data, generator, ...)"], str(path))
     return data
+
+
+def _where(path: Path, mark: Any) -> str:
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """The problem, and for an unclosed construct where it opened and where parsing broke."""
+    if exc.context and exc.context_mark and exc.problem_mark:
+        at = exc.problem_mark
+        return f"{exc.context.removeprefix('while parsing ')} is not closed ({exc.problem} at line {at.line + 1}, column {at.column + 1})"
+    return exc.problem or str(exc)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -154,14 +166,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError([f"override {item!r} should look like key.path=value"])
         try:
             value = _parse(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):
             value = text
         parts = [int(p) if p.isdigit() else p for p in key.replace("[", ".").replace("]", "").split(".") if p]
         node: Any = data
         for depth, part in enumerate(parts[:-1]):
             nxt = parts[depth + 1]
             if isinstance(node, dict):
-                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+                if node.get(part) is None:  # absent, or `augmenter: null` being filled in
+                    node[part] = [] if isinstance(nxt, int) else {}
+                node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
@@ -187,7 +201,7 @@ def validate(raw: dict[str, Any], registry: Registry, source: str = "") -> Recip
         try:
             registry.validate_params(kind, ref.name, ref.params, path)
         except UnknownComponentError as exc:
-            problems.append(f"{path}.name = {ref.name!r}: {exc}")
+            problems.append(f"{path}.name = {show_value(ref.name)}: {exc}")
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:

@@ -29,7 +29,7 @@ class PluginInfo:
     name: str
     version: str = ""
     distribution: str = ""
-    status: Literal["ok", "error", "incompatible"] = "ok"
+    status: Literal["ok", "error", "incompatible", "conflict"] = "ok"
     error: str = ""
     components: list[str] = field(default_factory=list)
 
@@ -64,14 +64,20 @@ class Registry:
             self.register_plugin(plugin, info)
 
     def register_plugin(self, plugin: ModuleType | object, info: PluginInfo | str) -> PluginInfo:
-        """Register one plugin object (usually a module with a ``gancore_components`` hookimpl)."""
+        """Register one plugin object (usually a module with a ``gancore_components`` hookimpl).
+
+        Problems are recorded on the returned ``PluginInfo`` (and in ``plugins``), never raised.
+        """
         if isinstance(info, str):
             info = PluginInfo(info)
         if info.name in self.plugins:
-            raise PluginError(f"a plugin named {info.name!r} is registered already")
+            taken = self.plugins[info.name].distribution
+            by = f"the distribution {taken!r}" if taken else "another plugin"
+            return self._fail(info, "error", f"the plugin name {info.name!r} is taken by {by}; "
+                                             f"rename this plugin's entry point")
         api = getattr(plugin, "GANCORE_API_VERSION", None)
         if api != hookspecs.CORE_API_VERSION:
-            stated = "states no GANCORE_API_VERSION" if api is None else f"was built for core API {api}"
+            stated = "states no GANCORE_API_VERSION" if api is None else f"was built for core API {api!r}"
             return self._fail(
                 info,
                 "incompatible",
@@ -87,34 +93,53 @@ class Registry:
             self._pm.unregister(plugin)
             return self._fail(info, "error", "it implements no gancore_components hook")
         try:
-            specs = [spec_of(obj) for impl in impls for obj in impl.function()]
-        except Exception as exc:
+            returned = [impl.function() for impl in impls]
+        except Exception as exc:  # third-party code: reported, not raised
             self._pm.unregister(plugin)
             return self._fail(info, "error", f"its gancore_components hook raised {type(exc).__name__}: {exc}")
+        try:
+            specs = [spec for r in returned for spec in self._specs_from(r)]
+        except PluginError as exc:
+            self._pm.unregister(plugin)
+            return self._fail(info, "error", f"its gancore_components hook {exc}")
         self.plugins[info.name] = info
         for spec in specs:
             self._add(ComponentSpec(**{**spec.__dict__, "plugin": info.name}), info)
         return info
 
+    @staticmethod
+    def _specs_from(returned: Any) -> list[ComponentSpec]:
+        """The specs of what a hook returned: an iterable of ``@component`` objects."""
+        if returned is None or isinstance(returned, str | bytes) or not hasattr(returned, "__iter__"):
+            raise PluginError(f"returned {returned!r}, not a list of components")
+        specs = []
+        for obj in returned:
+            try:
+                specs.append(spec_of(obj))
+            except TypeError as exc:
+                raise PluginError(f"returned {exc}") from None
+        return specs
+
     def _fail(self, info: PluginInfo, status: Literal["error", "incompatible"], error: str) -> PluginInfo:
         info.status, info.error = status, error
-        self.plugins[info.name] = info
+        key = info.name if info.name not in self.plugins else f"{info.name} ({info.distribution or 'unnamed'})"
+        self.plugins[key] = info
         return info
 
     def _add(self, spec: ComponentSpec, info: PluginInfo) -> None:
         key = (spec.kind, spec.name)
         info.components.append(f"{spec.kind}:{spec.name}")
-        if key in self._conflicts:
-            self._conflicts[key].append(spec.plugin)
-        elif key in self._specs:
-            first = self._specs.pop(key)
-            self._conflicts[key] = [first.plugin, spec.plugin]
-        else:
+        if key in self._specs:
+            self._conflicts[key] = [self._specs.pop(key).plugin]
+        if key not in self._conflicts:
             self._specs[key] = spec
-        if key in self._conflicts:
-            owners = " and ".join(repr(p) for p in self._conflicts[key])
-            info.status = "error"
-            info.error = f"{spec.kind} {spec.name!r} is registered by both {owners}"
+            return
+        self._conflicts[key].append(spec.plugin)
+        owners = self._conflicts[key]
+        message = f"{spec.kind} {spec.name!r} is registered by {_join(owners)}; uninstall all but one to use it"
+        for owner in owners:
+            self.plugins[owner].status = "conflict"
+            self.plugins[owner].error = message
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -139,15 +164,14 @@ class Registry:
     def unknown_message(self, kind: str, name: str) -> str:
         """Why ``name`` is not a usable component of ``kind``, and what is available instead."""
         if (kind, name) in self._conflicts:
-            owners = " and ".join(repr(p) for p in self._conflicts[(kind, name)])
-            return f"{kind} {name!r} is registered by both {owners}; uninstall one of them to use it"
+            return f"{kind} {name!r} is registered by {_join(self._conflicts[(kind, name)])}; uninstall all but one to use it"
         names = self.names(kind)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         text = f"no {kind} named {name!r} is installed"
         if close:
             text += " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-        text += f"; installed {kind}s: {', '.join(names) if names else '(none)'}"
-        broken = [p.name for p in self.plugins.values() if p.status != "ok"]
+        text += f"; installed {_plural(kind)}: {', '.join(names) if names else '(none)'}"
+        broken = [p.name for p in self.plugins.values() if p.status in ("error", "incompatible")]
         if broken:
             text += f" (plugins that failed to load: {', '.join(broken)}; see `gancore plugins`)"
         return text
@@ -168,10 +192,19 @@ class Registry:
         interface = KINDS[kind]
         if not isinstance(built, interface):
             raise PluginError(
-                f"{kind} {name!r} from plugin {spec.plugin!r} built a {type(built).__name__}, "
+                f"{kind} {name!r} from plugin {spec.plugin!r} built an object of type {type(built).__name__}, "
                 f"which is not a gancore {interface.__name__}"
             )
         return built
+
+
+def _join(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else quoted[0]
+
+
+def _plural(kind: str) -> str:
+    return kind + ("es" if kind.endswith("s") else "s")
 
 
 def _check_kind(kind: str) -> None:
@@ -179,13 +212,19 @@ def _check_kind(kind: str) -> None:
         raise UnknownComponentError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
 
 
-@functools.lru_cache(maxsize=1)
-def default_registry() -> Registry:
-    """The process-wide registry: gancore's built-ins, then every installed plugin."""
+def builtin_registry() -> Registry:
+    """A registry holding gancore's own components only, registered as the plugin ``gancore``."""
     from gancore import builtin
 
     registry = Registry()
     registry.register_plugin(builtin, PluginInfo("gancore", _own_version(), "gancore"))
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The process-wide registry: gancore's built-ins, then every installed plugin."""
+    registry = builtin_registry()
     registry.load_entry_points()
     return registry
 

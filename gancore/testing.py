@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from gancore.registry import PluginInfo, Registry, _own_version
+from gancore.registry import Registry, builtin_registry
 
 
 def make_registry(*plugins: ModuleType | object, builtins: bool = True) -> Registry:
@@ -16,11 +16,7 @@ def make_registry(*plugins: ModuleType | object, builtins: bool = True) -> Regis
     Each plugin is named by its ``__name__`` (a module's dotted name) or else its type's name. A plugin
     that fails to register is recorded in ``registry.plugins`` with its error, as ``gancore plugins`` shows it.
     """
-    registry = Registry()
-    if builtins:
-        from gancore import builtin
-
-        registry.register_plugin(builtin, PluginInfo("gancore", _own_version(), "gancore"))
+    registry = builtin_registry() if builtins else Registry()
     for plugin in plugins:
         registry.register_plugin(plugin, getattr(plugin, "__name__", None) or type(plugin).__name__)
     return registry

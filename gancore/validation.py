@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from collections.abc import Sequence
@@ -37,12 +38,13 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], pref
             lines.append(f"{path}: required key is missing")
         else:
             msg = err["msg"].replace("Value error, ", "").replace("Input should be", "should be")
-            lines.append(f"{path} = {_show(err.get('input'))}: {msg}")
+            lines.append(f"{path} = {show_value(err.get('input'))}: {msg}")
     return lines
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
+def show_value(value: Any) -> str:
+    """A value as the user wrote it in YAML (JSON spelling: true, null, "text")."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

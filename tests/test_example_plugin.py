@@ -1,8 +1,10 @@
 """The example plugin as a user meets it: built as a wheel, installed, found through its entry point.
 
 The wheel is built offline from a copy of ``examples/gancore-plugin-example`` with the venv's own
-setuptools (``--no-build-isolation --no-index``), installed with ``pip --target`` into a throw-away
-directory, and every check runs in a subprocess with only that directory on ``PYTHONPATH``.
+setuptools (``pip wheel --no-build-isolation --no-index``; torch requires setuptools >= 77, which builds
+wheels without the ``wheel`` package and reads the SPDX ``license`` string), installed with
+``pip --target`` into a throw-away directory, and every check runs in a subprocess with only that
+directory on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ class Installed:
     site: Path
     source: Path
 
-    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a command with only the installed plugin added to the path (and no outer pytest settings)."""
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a command in the sources' copy, with only the installed plugin added to the path (no outer pytest
+        settings); the example's pyproject.toml then configures pytest, and its ``src/`` is not importable."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        env["OMP_NUM_THREADS"] = "1"  # several run at once: no thread oversubscription
         env["PYTHONPATH"] = str(self.site)
-        return subprocess.run(args, cwd=cwd or self.site.parent, env=env, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(args, cwd=self.source, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +90,14 @@ def commands(installed: Installed) -> Iterator[dict[str, Future[subprocess.Compl
     """Every command the tests check, started at once: each spends seconds importing torch, so they overlap."""
     root = installed.site.parent
     todo = {
+        "run": (str(GANCORE), "run", str(root / "tiny.yaml"), "--out", str(root / "run")),
+        "pytest": (sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"),
         "plugins": (str(GANCORE), "plugins"),
         "list": (str(GANCORE), "list", "loss"),
         "show": (str(GANCORE), "show", "augmenter", "gaussian_noise"),
-        "run": (str(GANCORE), "run", str(root / "tiny.yaml"), "--out", str(root / "run")),
-        "pytest": (sys.executable, "-m", "pytest", str(installed.source / "tests"), "-q", "-p", "no:cacheprovider"),
     }
     with ThreadPoolExecutor(len(todo)) as pool:
-        yield {name: pool.submit(installed.run, *args, cwd=installed.source) for name, args in todo.items()}
+        yield {name: pool.submit(installed.run, *args) for name, args in todo.items()}
 
 
 def _stdout(commands: dict[str, Future[subprocess.CompletedProcess[str]]], name: str) -> str:

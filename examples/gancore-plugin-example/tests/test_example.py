@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from gancore import Augmenter, ConfigError, Loss, Registry
 
 import gancore_plugin_example
-from gancore import Augmenter, ConfigError, Loss, Registry
 
 MakeRegistry = Callable[..., Registry]
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import torch
 from pydantic import Field
-from sklearn.datasets import load_digits
 from torch import Tensor
 
 from gancore.builtin.datasets.base import ImageDataset, TensorImageDataset, XFlip, resize_images
@@ -19,6 +18,8 @@ DigitResolution = Annotated[
 
 def digit_images(resolution: int) -> tuple[Tensor, Tensor]:
     """The 1797 digits as uint8 (1797, 1, resolution, resolution), 0..16 scaled to 0..255, and their classes (1797,)."""
+    from sklearn.datasets import load_digits  # imported here: scikit-learn takes seconds to import
+
     bunch = load_digits()
     images = torch.from_numpy(bunch.images).mul(255 / 16).round().to(torch.uint8).unsqueeze(1)
     return resize_images(images, resolution), torch.from_numpy(bunch.target).long()

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
+from gancore import Augmenter, component
 from pydantic import Field
 from torch import Tensor
-
-from gancore import Augmenter, component
 
 
 @component("augmenter", "gaussian_noise")

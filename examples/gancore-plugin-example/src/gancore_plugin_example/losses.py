@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch.nn.functional as F
+from gancore import Loss, component
 from pydantic import Field
 from torch import Tensor
-
-from gancore import Loss, component
 
 
 @component("loss", "relativistic_hinge")

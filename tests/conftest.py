@@ -1,0 +1,11 @@
+"""Test-wide settings: one thread per process, since pytest-xdist runs a process per core."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses the tests start
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # two processes of two spinning OpenMP threads each on two cores run ~10x slower
