@@ -55,7 +55,7 @@ def save_scatter(points: Tensor, path: str | Path, reference: Tensor | None = No
     ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:blue", label="samples")
     ax.set_aspect("equal")
     ax.set_title(title)
-    ax.legend(loc="upper right", markerscale=4)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, markerscale=4, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

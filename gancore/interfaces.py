@@ -93,12 +93,13 @@ class PenaltyContext:
     ``critic`` is D as the trainer uses it, ``D(augment(x), c)``, so gradients of its
     output with respect to ``real`` or ``fake`` pass through the augmentation.
     ``real_logits``/``fake_logits`` are the phase's own logits (with their graph), so a
-    gradient penalty costs no extra forward pass.
+    gradient penalty costs no extra forward pass. In G's phase ``real`` and ``real_logits``
+    are None unless the loss is relativistic or G is conditional (then a real batch is drawn).
     """
 
     network: nn.Module
     critic: Callable[[Tensor, Tensor | None], Tensor]
-    real: Tensor
+    real: Tensor | None
     fake: Tensor
     labels: Tensor | None
     real_logits: Tensor | None

@@ -146,8 +146,8 @@ class Trainer:
             with torch.no_grad():
                 real_logits = self.critic(real, c)
         loss = self.parts.loss.generator_loss(fake_logits, real_logits)
-        ctx = PenaltyContext(self.G, self.critic, real if real is not None else fake.detach(), fake, c,
-                             real_logits, fake_logits, self.kimg, self.g_input_grads)
+        ctx = PenaltyContext(self.G, self.critic, real, fake, c, real_logits, fake_logits, self.kimg,
+                             self.g_input_grads)
         total = self._add_penalties("generator", ctx, loss, log)
         self.g_opt.zero_grad(set_to_none=True)
         total.backward()

@@ -28,7 +28,7 @@ class _ZeroCenteredPenalty(Regularizer):
     def penalty(self, ctx: PenaltyContext) -> Tensor:
         gamma = self.gamma(ctx.kimg)
         if gamma == 0:
-            return torch.zeros((), dtype=ctx.real.dtype, device=ctx.real.device)
+            return torch.zeros((), dtype=ctx.fake.dtype, device=ctx.fake.device)
         (which,) = self.input_gradients
         grad = ctx.input_gradient(which)
         return 0.5 * gamma * grad.square().flatten(1).sum(1).mean()
