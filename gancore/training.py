@@ -179,15 +179,14 @@ class Trainer:
 
     def evaluate(self, final: bool, log: ScalarLog) -> dict[str, float]:
         """Compute the metrics due now (all of them at the end) with G's EMA."""
-        results: dict[str, float] = {}
+        due = [(ref, metric) for ref, metric in self.parts.metrics
+               if final or (ref.every_kimg and self._crossed(ref.every_kimg))]
+        if not due:
+            return {}
         sampler = GeneratorSampler(self.G_ema, self.device, seed=self.recipe.seed + 2)
-        for ref, metric in self.parts.metrics:
-            due = ref.every_kimg and self._crossed(ref.every_kimg)
-            if final or due:
-                values = metric.compute(sampler, self.parts.dataset)
-                results.update({f"{ref.name}/{k}": float(v) for k, v in values.items()})
-        if results:
-            log.record(self.kimg, {f"Metrics/{k}": v for k, v in results.items()})
+        results = {f"{ref.name}/{k}": float(v) for ref, metric in due
+                   for k, v in metric.compute(sampler, self.parts.dataset).items()}
+        log.record(self.kimg, {f"Metrics/{k}": v for k, v in results.items()})
         return results
 
     def _crossed(self, every_kimg: float) -> bool:
@@ -252,8 +251,7 @@ class Trainer:
                 tick_time, tick_nimg = now, self.nimg
             if self._crossed(cfg.sample_every_kimg) or done:
                 self.write_samples(fixed_z, fixed_c, reference, log)
-            if any(ref.every_kimg for ref, _ in self.parts.metrics) or done:
-                results.update(self.evaluate(final=done, log=log))
+            results.update(self.evaluate(final=done, log=log))
         bar.close()
         self.save_networks()
         (self.out_dir / "metrics.json").write_text(json.dumps({"kimg": self.kimg, **results}, indent=2))

@@ -19,7 +19,7 @@ from gancore.recipe import read_yaml
 from gancore.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-TOY = ROOT / "recipes" / "toy_25gaussians.yaml"
+TOY = ROOT / "tests" / "toy.yaml"
 LOSSES = ["hinge", "least_squares", "nonsaturating", "rpgan", "wasserstein"]
 
 
@@ -129,7 +129,7 @@ def linear_flops(sizes: list[tuple[int, int]]) -> int:
     return sum(2 * i * o for i, o in sizes)
 
 
-# toy_25gaussians.yaml: G z 64 → 256 → 256 → 256 → 2; D 2 → 256 → 256 → 256 → 1 (its head)
+# tests/toy.yaml: G z 64 → 256 → 256 → 256 → 2; D 2 → 256 → 256 → 256 → 1 (its head)
 G_LAYERS = [(64, 256), (256, 256), (256, 256), (256, 2)]
 D_LAYERS = [(2, 256), (256, 256), (256, 256), (256, 1)]
 
@@ -208,22 +208,22 @@ def test_run_without_out_takes_the_next_free_runs_directory(
 ) -> None:
     """In-process (the process itself is tested above): one D step, into runs/<recipe stem>-<n>."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs" / "toy_25gaussians-0").mkdir(parents=True)  # taken, though empty
+    (tmp_path / "runs" / "toy-0").mkdir(parents=True)  # taken, though empty
     code = cli.main(["run", str(TOY), "-o", "train.total_kimg=0.25", "-o", "train.num_samples=16",
                      "-o", "metrics=[]"])
     assert code == 0, capsys.readouterr().err[-3000:]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["toy_25gaussians-0", "toy_25gaussians-1"]
-    run_dir = tmp_path / "runs" / "toy_25gaussians-1"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["toy-0", "toy-1"]
+    run_dir = tmp_path / "runs" / "toy-1"
     assert (run_dir / "network-final.pt").is_file()
     assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["metrics"] == []
     assert json.loads((run_dir / "metrics.json").read_text()) == {"kimg": 0.256}
-    assert list((tmp_path / "runs" / "toy_25gaussians-0").iterdir()) == []
+    assert list((tmp_path / "runs" / "toy-0").iterdir()) == []
 
 
 def test_run_with_a_bad_override_value(tmp_path: Path) -> None:
     result = gancore("run", str(TOY), "-o", "train.batch_size=zero", "--out", "out", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == (f"error: {TOY}: train.batch_size = 'zero': should be a valid integer, "
+    assert result.stderr == (f"error: {TOY}: train.batch_size = \"zero\": should be a valid integer, "
                              f"unable to parse string as an integer\n")
     assert no_traceback(result)
     assert list(tmp_path.iterdir()) == []

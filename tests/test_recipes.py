@@ -31,7 +31,7 @@ from gancore.schedule import Schedule
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = Path(__file__).resolve().parent / "broken_recipes"
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-TOY = ROOT / "recipes" / "toy_25gaussians.yaml"
+TOY = ROOT / "tests" / "toy.yaml"
 
 EXPECTED: dict[str, dict[str, str]] = yaml.safe_load((BROKEN / "expected.yaml").read_text())
 BROKEN_NAMES = sorted(EXPECTED)
@@ -146,7 +146,7 @@ def test_schedule_bounds_apply_to_both_ends() -> None:
     with pytest.raises(ConfigError) as info:
         validate(raw, default_registry())
     assert info.value.problems == [
-        "train.g_optimizer.lr = {'start': 0, 'end': 0.001}: should be greater than 0 "
+        'train.g_optimizer.lr = {"start": 0, "end": 0.001}: should be greater than 0 '
         "(start and end of a schedule alike)"
     ]
     raw = toy()
@@ -154,7 +154,7 @@ def test_schedule_bounds_apply_to_both_ends() -> None:
     with pytest.raises(ConfigError) as info:
         validate(raw, default_registry())
     assert info.value.problems == [
-        "regularizers[1].params.gamma = {'start': 1.0, 'end': -1.0, 'burn_in_kimg': 10}: should be greater than "
+        'regularizers[1].params.gamma = {"start": 1.0, "end": -1.0, "burn_in_kimg": 10}: should be greater than '
         "or equal to 0 (start and end of a schedule alike)"
     ]
 
@@ -168,8 +168,8 @@ def test_missing_recipe_file_is_reported(tmp_path: Path) -> None:
 # -- valid recipes -------------------------------------------------------------------------------
 
 
-def test_there_are_recipes() -> None:
-    assert TOY in RECIPES
+def test_the_shipped_recipes_are_found() -> None:
+    assert {p.name for p in RECIPES} >= {"quickstart.yaml", "toy_25gaussians.yaml"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
@@ -285,7 +285,7 @@ def test_overrides_are_validated_like_the_file() -> None:
     ]
     with pytest.raises(ConfigError) as info:
         load(TOY, default_registry(), ["loss.name=hinj"])
-    assert info.value.problems[0].startswith("loss.name = 'hinj': no loss named 'hinj' is installed (did you mean "
+    assert info.value.problems[0].startswith("loss.name = \"hinj\": no loss named 'hinj' is installed (did you mean "
                                              "'hinge'?)")
     recipe, raw = load(TOY, default_registry(), ["train.batch_size=64", "loss.name=hinge"])
     assert (recipe.train.batch_size, recipe.loss.name) == (64, "hinge")
