@@ -159,13 +159,23 @@ def cmd_show(args: argparse.Namespace, registry: Registry) -> int:
         prop = props.get(name, {})
         kind = _type_name(prop)
         default = "required" if name in required else f"default {field.default!r}"
-        limits = ", ".join(f"{k} {prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum",
-                                                        "exclusiveMaximum") if k in prop)
+        limits = ", ".join(f"{_RELATION[k]} {v:g}" for k, v in _limits(prop).items())
         line = f"    {name}: {kind} ({default}{', ' + limits if limits else ''})"
         if field.description:
             line += f"  {field.description}"
         print(line)
     return 0
+
+
+_RELATION = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}
+
+
+def _limits(prop: dict) -> dict[str, float]:
+    """The numeric bounds in a JSON-Schema property, looking into the members of a union."""
+    found = {k: prop[k] for k in _RELATION if k in prop}
+    for member in prop.get("anyOf", []):
+        found.update(_limits(member))
+    return found
 
 
 def _type_name(prop: dict) -> str:
@@ -178,6 +188,8 @@ def _type_name(prop: dict) -> str:
         return " | ".join(_type_name(p) for p in prop["anyOf"])
     if "$ref" in prop:
         return prop["$ref"].split("/")[-1]
+    if "allOf" in prop:
+        return _type_name(prop["allOf"][0])
     if prop.get("type") == "array":
         return f"list[{_type_name(prop.get('items', {}))}]"
     return str(prop.get("type", "any"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 
 class Schedule(BaseModel):
@@ -48,21 +51,39 @@ Scheduled = Annotated[Schedule, BeforeValidator(_from_number, json_schema_input_
 """A parameter that takes a number or a ``Schedule``; components receive a callable ``Schedule``."""
 
 
-def within(ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
-    """Bounds for a ``Scheduled`` parameter, checked on both ends of the schedule.
+@dataclass(frozen=True)
+class within:  # noqa: N801 - used like pydantic's own lower-case constraint markers
+    """Bounds for a ``Scheduled`` parameter, checked on both ends of a schedule and shown in its JSON Schema.
 
     Use as ``gamma: Annotated[Scheduled, within(ge=0)] = 1.0``.
     """
-    bounds = [(ge, "greater than or equal to", float.__ge__), (gt, "greater than", float.__gt__),
-              (le, "less than or equal to", float.__le__), (lt, "less than", float.__lt__)]
 
-    def check(schedule: Schedule) -> Schedule:
-        for limit, words, holds in bounds:
-            if limit is None:
-                continue
-            for end in (schedule.start, schedule.end):
-                if not holds(float(end), float(limit)):
-                    raise ValueError(f"should be {words} {limit:g} (start and end of a schedule alike)")
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    _TESTS = (("ge", "greater than or equal to", "minimum", float.__ge__),
+              ("gt", "greater than", "exclusiveMinimum", float.__gt__),
+              ("le", "less than or equal to", "maximum", float.__le__),
+              ("lt", "less than", "exclusiveMaximum", float.__lt__))
+
+    def _limits(self) -> list[tuple[float, str, str, Any]]:
+        return [(getattr(self, key), words, keyword, holds) for key, words, keyword, holds in self._TESTS
+                if getattr(self, key) is not None]
+
+    def check(self, schedule: Schedule) -> Schedule:
+        for limit, words, _, holds in self._limits():
+            if not all(holds(float(end), float(limit)) for end in (schedule.start, schedule.end)):
+                raise ValueError(f"should be {words} {limit:g} (start and end of a schedule alike)")
         return schedule
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """A bounded number, or a schedule whose start and end are bounded alike."""
+        bounds = {keyword: limit for limit, _, keyword, _ in self._limits()}
+        number, schedule = handler(schema)["anyOf"]
+        ends = {"properties": {"start": bounds, "end": bounds}}
+        return {"anyOf": [{**number, **bounds}, {"allOf": [schedule, ends]}]}

@@ -88,14 +88,14 @@ def test_show_gives_description_and_typed_parameters_with_defaults(tmp_path: Pat
     assert lines[2] == "  parameters:"
     gamma = [line for line in lines if line.strip().startswith("gamma:")]
     assert len(gamma) == 1
-    assert re.match(r"^    gamma: number \| Schedule \(default 1\.0\)  γ, the penalty's weight", gamma[0]), gamma[0]
+    assert re.match(r"^    gamma: number \| Schedule \(default 1\.0, ≥ 0\)  γ, the penalty's weight", gamma[0]), gamma[0]
 
 
 def test_show_lists_limits(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["show", "generator", "mlp"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "    z_dim: integer (default 64, exclusiveMinimum 0)" in lines
-    assert "    depth: integer (default 3, minimum 1)  hidden layers" in lines
+    assert "    z_dim: integer (default 64, > 0)" in lines
+    assert "    depth: integer (default 3, ≥ 1)  hidden layers" in lines
 
 
 def test_show_unknown_component(tmp_path: Path) -> None:

@@ -422,10 +422,18 @@ def test_scheduled_recipe_matches_schema(schema: dict[str, Any], tmp_path: Path)
      "string_batch_size.yaml", "loss_near_miss.yaml", "unknown_param.yaml", "schedule_bad_shape.yaml",
      "schedule_missing_end.yaml", "schedule_negative_burn_in.yaml", "schedule_boolean.yaml",
      "regularizers_not_list.yaml", "augmenter_not_installed.yaml", "metric_every_kimg_zero.yaml",
-     "two_problems.yaml"],
+     "two_problems.yaml", "negative_gamma.yaml"],
 )
 def test_broken_recipe_does_not_match_schema(schema: dict[str, Any], name: str) -> None:
     assert errors(schema, read_yaml(BROKEN / name)) != []
+
+
+def test_schema_bounds_both_ends_of_a_schedule(schema: dict[str, Any]) -> None:
+    raw = toy()
+    raw["regularizers"][0]["params"]["gamma"] = {"start": 1.0, "end": -0.5, "burn_in_kimg": 10}
+    assert errors(schema, raw) != []
+    raw["regularizers"][0]["params"]["gamma"] = {"start": 1.0, "end": 0.5, "burn_in_kimg": 10}
+    assert errors(schema, raw) == []
 
 
 def test_not_a_mapping_does_not_match_schema(schema: dict[str, Any]) -> None:
