@@ -79,19 +79,11 @@ class Recipe(_Strict):
     train: TrainConfig
     seed: int = Field(0, ge=0)
 
-    def components(self) -> list[tuple[str, str, ComponentRef]]:
-        """Every component of the recipe as (key path, kind, reference)."""
-        refs: list[tuple[str, str, ComponentRef]] = [
-            ("data", "dataset", self.data),
-            ("generator", "generator", self.generator),
-            ("discriminator", "discriminator", self.discriminator),
-            ("loss", "loss", self.loss),
-        ]
-        refs += [(f"regularizers[{i}]", "regularizer", r) for i, r in enumerate(self.regularizers)]
-        if self.augmenter is not None:
-            refs.append(("augmenter", "augmenter", self.augmenter))
-        refs += [(f"metrics[{i}]", "metric", m) for i, m in enumerate(self.metrics)]
-        return refs
+
+SECTIONS = {"data": "dataset", "generator": "generator", "discriminator": "discriminator", "loss": "loss",
+            "regularizers": "regularizer", "augmenter": "augmenter", "metrics": "metric"}
+"""Every section of a recipe that holds components, with their kind."""
+_LISTS = {"regularizers", "metrics"}
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -192,21 +184,41 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def validate(raw: dict[str, Any], registry: Registry, source: str = "") -> Recipe:
     """Check a recipe's structure and every component's parameters; raise ConfigError listing all problems."""
+    problems: list[str] = []
+    recipe: Recipe | None = None
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, Recipe), source) from None
-    problems: list[str] = []
-    for path, kind, ref in recipe.components():
+        problems = describe_validation_error(exc, Recipe)
+    for path, kind, entry in component_entries(raw):
         try:
-            registry.validate_params(kind, ref.name, ref.params, path)
+            registry.validate_params(kind, entry["name"], entry.get("params") or {}, path)
         except UnknownComponentError as exc:
-            problems.append(f"{path}.name = {show_value(ref.name)}: {exc}")
+            problems.append(f"{path}.name = {show_value(entry['name'])}: {exc}")
         except ConfigError as exc:
             problems.extend(exc.problems)
-    if problems:
+    if problems or recipe is None:
         raise ConfigError(problems, source)
     return recipe
+
+
+def component_entries(raw: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(key path, kind, entry) of every component entry of a raw recipe that names a component.
+
+    Entries whose shape is wrong are left to the structural check, which reports them.
+    """
+    found = []
+    for section, kind in SECTIONS.items():
+        value = raw.get(section)
+        if section in _LISTS:
+            entries = [(f"{section}[{i}]", e) for i, e in enumerate(value)] if isinstance(value, list) else []
+        else:
+            entries = [(section, value)]
+        for path, entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str) \
+                    and isinstance(entry.get("params") or {}, dict):
+                found.append((path, kind, entry))
+    return found
 
 
 def load(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> tuple[Recipe, dict[str, Any]]:
@@ -217,10 +229,6 @@ def load(path: str | Path, registry: Registry, overrides: list[str] | None = Non
 
 # -- JSON Schema ------------------------------------------------------------------------------
 
-_SECTIONS = {"data": "dataset", "generator": "generator", "discriminator": "discriminator", "loss": "loss",
-             "regularizers": "regularizer", "augmenter": "augmenter", "metrics": "metric"}
-
-
 def json_schema(registry: Registry) -> dict[str, Any]:
     """The JSON Schema of a recipe, with every installed component's parameters, for editors."""
     specs = registry.list()
@@ -230,7 +238,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     )
     schema = keyed[(Recipe, "validation")]
     schema = {**defs["$defs"][schema["$ref"].split("/")[-1]], "$defs": defs["$defs"]}
-    for section, kind in _SECTIONS.items():
+    for section, kind in SECTIONS.items():
         variants = []
         for spec in (s for s in specs if s.kind == kind):
             variant: dict[str, Any] = {

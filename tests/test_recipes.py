@@ -24,7 +24,7 @@ import yaml
 
 from gancore import cli
 from gancore.errors import ConfigError
-from gancore.recipe import Recipe, apply_overrides, load, read_yaml, validate
+from gancore.recipe import Recipe, apply_overrides, component_entries, load, read_yaml, validate
 from gancore.registry import default_registry
 from gancore.schedule import Schedule
 
@@ -124,6 +124,18 @@ def test_run_process_refuses_broken_recipe(name: str, tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [name]  # neither out/ nor runs/
 
 
+def test_structure_and_parameter_problems_are_reported_together() -> None:
+    raw = toy()
+    raw["train"]["batch_size"] = 0
+    raw["regularizers"][1]["params"]["gamma"] = -1
+    with pytest.raises(ConfigError) as info:
+        validate(raw, default_registry())
+    assert info.value.problems == [
+        "train.batch_size = 0: should be greater than 0",
+        "regularizers[1].params.gamma = -1: should be greater than or equal to 0 (start and end of a schedule alike)",
+    ]
+
+
 def test_all_problems_of_one_pass_are_reported_together() -> None:
     raw = toy()
     raw["train"]["batch_size"] = 0
@@ -187,7 +199,7 @@ def test_toy_recipe_reads_as_written() -> None:
     assert recipe.augmenter is None
     assert [(m.name, m.every_kimg) for m in recipe.metrics] == [("mixture_modes", 250)]
     assert (recipe.train.batch_size, recipe.train.total_kimg, recipe.seed) == (256, 500, 0)
-    assert [path for path, _, _ in recipe.components()] == [
+    assert [path for path, _, _ in component_entries(read_yaml(TOY))] == [
         "data", "generator", "discriminator", "loss", "regularizers[0]", "regularizers[1]", "metrics[0]"]
 
 
