@@ -9,3 +9,8 @@ os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses the tes
 import torch  # noqa: E402
 
 torch.set_num_threads(1)  # two processes of two spinning OpenMP threads each on two cores run ~10x slower
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Start the long trainings first, so that pytest-xdist's other worker runs the rest meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -138,9 +138,9 @@ def test_gancore_show_describes_the_augmenter_parameters(
 ) -> None:
     out = _stdout(commands, "show")
     assert out.startswith("augmenter gaussian_noise  (plugin example)\n  Instance noise: adds N(0, σ²)")
-    assert "    sigma: number (default 0.1, minimum 0)  σ at the start of training\n" in out
-    assert "    p: number (default 1.0, minimum 0, maximum 1)  probability that a sample gets noise\n" in out
-    assert "    anneal_kimg: number (default 0.0, minimum 0)  kimg over which σ falls to 0" in out
+    assert "    sigma: number (default 0.1, ≥ 0)  σ at the start of training\n" in out
+    assert "    p: number (default 1.0, ≥ 0, ≤ 1)  probability that a sample gets noise\n" in out
+    assert "    anneal_kimg: number (default 0.0, ≥ 0)  kimg over which σ falls to 0" in out
 
 
 def test_a_recipe_trains_with_the_plugin_components(

@@ -42,6 +42,7 @@ def trainer(raw: dict[str, Any], out: Path) -> Trainer:
     return Trainer(recipe, build(recipe, registry), out, raw)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("toy_25gaussians")
 def test_toy_recipe_covers_the_25_modes(tmp_path: Path) -> None:
     """The issue's evidence: ≥ 24 of 25 modes and ≥ 80% of samples within 3σ of a centre."""
