@@ -1,8 +1,8 @@
 """Recipes: YAML files that name every component of a run and every hyper-parameter.
 
-A recipe is checked in two passes before anything runs: its structure against
-``Recipe``, then each component's ``params`` against that component's own model.
-All problems are reported together, each with its key path.
+A recipe is checked before anything runs: its structure against ``Recipe`` and each
+component's ``params`` against that component's own model. All problems of both checks
+are reported together, one line each, with the key path.
 """
 
 from __future__ import annotations
