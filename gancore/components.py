@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, create_model, model_validator
 
 from gancore.interfaces import KINDS
 
@@ -31,13 +31,17 @@ class ComponentSpec:
         return self.factory(**dict(params))
 
 
-def component(kind: str, name: str, description: str | None = None) -> Callable[[F], F]:
+def component(
+    kind: str, name: str, description: str | None = None, check: Callable[..., None] | None = None
+) -> Callable[[F], F]:
     """Mark a class or function as the component ``name`` of ``kind``.
 
     Its parameters are those of its signature (``__init__`` for a class): each needs a
     type annotation, ``Annotated[..., pydantic.Field(...)]`` adds constraints and a
     description, and a default makes it optional. The description defaults to the first
-    line of the docstring. A plugin's ``gancore_components`` hook returns the marked objects.
+    line of the docstring. ``check`` receives the validated parameters as keywords and raises
+    ValueError when they do not fit together (a recipe's validation reports it). A plugin's
+    ``gancore_components`` hook returns the marked objects.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
@@ -45,15 +49,15 @@ def component(kind: str, name: str, description: str | None = None) -> Callable[
     def mark(factory: F) -> F:
         doc_lines = (inspect.getdoc(factory) or "").strip().splitlines()
         text = description if description is not None else (doc_lines[0] if doc_lines else "")
-        spec = ComponentSpec(kind, name, factory, params_model(factory, f"{kind}:{name}"), text)
+        spec = ComponentSpec(kind, name, factory, params_model(factory, f"{kind}:{name}", check), text)
         factory.__gancore_component__ = spec  # type: ignore[attr-defined]
         return factory
 
     return mark
 
 
-def params_model(factory: Callable[..., Any], title: str) -> type[BaseModel]:
-    """A pydantic model of the factory's keyword parameters; unknown keys are rejected."""
+def params_model(factory: Callable[..., Any], title: str, check: Callable[..., None] | None = None) -> type[BaseModel]:
+    """A pydantic model of the factory's keyword parameters; unknown keys are rejected, ``check`` runs last."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     hints = typing.get_type_hints(target, include_extras=True)
     fields: dict[str, Any] = {}
@@ -65,7 +69,15 @@ def params_model(factory: Callable[..., Any], title: str) -> type[BaseModel]:
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (hints[param.name], default)
     doc = (inspect.getdoc(factory) or "").strip()
-    return create_model(title, __config__=ConfigDict(extra="forbid", title=title, validate_default=True), __doc__=doc or None, **fields)
+    validators = {}
+    if check is not None:
+        def check_together(model: BaseModel) -> BaseModel:
+            check(**dict(model))
+            return model
+
+        validators["check_together"] = model_validator(mode="after")(check_together)
+    config = ConfigDict(extra="forbid", title=title, validate_default=True)
+    return create_model(title, __config__=config, __doc__=doc or None, __validators__=validators, **fields)
 
 
 def spec_of(obj: Any) -> ComponentSpec:

@@ -36,6 +36,8 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], pref
             lines.append(f"{path}: unknown key; allowed keys: {', '.join(allowed) or '(none)'}")
         elif kind == "missing":
             lines.append(f"{path}: required key is missing")
+        elif not loc:  # a check of several keys together: the message names them
+            lines.append(f"{path}: {err['msg'].replace('Value error, ', '')}")
         else:
             msg = err["msg"].replace("Value error, ", "").replace("Input should be", "should be")
             lines.append(f"{path} = {show_value(err.get('input'))}: {msg}")
