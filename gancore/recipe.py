@@ -63,6 +63,7 @@ class TrainConfig(_Strict):
     sample_every_kimg: float = Field(10.0, gt=0)
     num_samples: int = Field(64, gt=0, description="samples in each grid or scatter plot")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    allow_tf32: bool = Field(False, description="let CUDA matmuls and convolutions use TF32 (R3GAN keeps it off)")
     num_workers: int = Field(0, ge=0, description="data-loading worker processes")
 
 

@@ -48,6 +48,7 @@ class Trainer:
         self.recipe, self.parts, self.out_dir = recipe, parts, out_dir
         self.cfg = recipe.train
         self.device = pick_device(self.cfg.device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.cfg.allow_tf32
         self.G = parts.generator.to(self.device).train()
         self.D = parts.discriminator.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
