@@ -134,6 +134,34 @@ def test_bad_parameters_name_their_key_and_what_is_allowed() -> None:
         registry.create("augmenter", "identity", p="high")
 
 
+def _window_fits(low: int, high: int) -> None:
+    if low >= high:
+        raise ValueError(f"low = {low} should be below high = {high}")
+
+
+def test_a_check_of_parameters_together_is_reported_at_the_params_path() -> None:
+    class Window(Augmenter):
+        """Keeps pixels between two levels."""
+
+        def __init__(self, low: int = 0, high: int = 1) -> None:
+            super().__init__()
+            self.low, self.high = low, high
+
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
+    registry = make_registry(make_plugin("win", component("augmenter", "window", check=_window_fits)(Window)),
+                             builtins=False)
+    assert registry.create("augmenter", "window", low=1, high=3).high == 3
+    with pytest.raises(ConfigError) as info:
+        registry.validate_params("augmenter", "window", {"low": 3, "high": 2}, "augmenter")
+    assert info.value.problems == ["augmenter.params: low = 3 should be below high = 2"]
+    with pytest.raises(ConfigError) as info:  # field errors come first; the check runs only on valid fields
+        registry.validate_params("augmenter", "window", {"low": "x", "high": 2}, "augmenter")
+    assert info.value.problems == ['augmenter.params.low = "x": should be a valid integer, unable to parse string as '
+                                   "an integer"]
+
+
 # -- names registered twice ------------------------------------------------------------------------
 
 

@@ -54,6 +54,17 @@ def test_toy_recipe_covers_the_25_modes(tmp_path: Path) -> None:
     assert (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("allow", [True, False])
+def test_tf32_follows_the_recipe(tmp_path: Path, allow: bool) -> None:
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not allow
+        trainer(toy(allow_tf32=allow), tmp_path)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (allow, allow)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def test_same_seed_gives_the_same_networks(tmp_path: Path) -> None:
     first = trainer(toy(), tmp_path / "a")
     first.run()
