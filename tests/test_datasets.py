@@ -24,6 +24,8 @@ import gancore
 from gancore.builtin.datasets import cifar10 as cifar10_module
 from gancore.errors import DataError
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def create(name: str, **params: Any) -> Any:
     return gancore.default_registry().create("dataset", name, params)
@@ -341,3 +343,22 @@ def test_image_zip_through_a_dataloader_with_workers(tmp_path: Path) -> None:
     assert x.dtype == torch.uint8 and x.shape == (24, 3, 8, 8)
     assert torch.equal(x, torch.cat([expected, expected.flip(-1)]))
     assert c.tolist() == labels + labels
+
+
+def test_synthetic_cifar_tarball_reads_as_cifar10_with_class_structure(tmp_path: Path) -> None:
+    """benchmarks/synthetic_cifar.py writes what the cifar10 loader reads, and its classes differ in colour."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("synthetic_cifar", ROOT / "benchmarks" / "synthetic_cifar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_tarball(tmp_path, per_batch=200)
+    data = create("cifar10", root=str(tmp_path))
+    assert (len(data), data.num_classes, tuple(data.shape)) == (1000, 10, (3, 32, 32))
+    images = torch.stack([data[i][0] for i in range(len(data))]).float()
+    labels = torch.tensor([data[i][1] for i in range(len(data))])
+    colour = images.mean(dim=(2, 3))
+    means = torch.stack([colour[labels == k].mean(0) for k in range(10)])
+    within = torch.stack([(colour[labels == k] - means[k]).norm(dim=1).mean() for k in range(10)]).mean()
+    between = torch.pdist(means).min()
+    assert between > within  # the nearest two classes are further apart than an image from its class mean
