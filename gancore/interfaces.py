@@ -166,6 +166,10 @@ class Augmenter(nn.Module, metaclass=ABCMeta):
     def update(self, kimg: float, real_logits: Tensor) -> None:
         """Called after every D step with the progress and D's (detached) logits on reals."""
 
+    def scalars(self) -> dict[str, float]:
+        """What the trainer logs as ``Augment/<name>``: p, and whatever statistics the augmenter keeps."""
+        return {"p": float(self.p)}
+
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...
 

@@ -245,7 +245,7 @@ class Trainer:
                          "Progress/lr_G": self.g_opt.param_groups[0]["lr"],
                          "Progress/lr_D": self.d_opt.param_groups[0]["lr"]}
                 if self.augmenter is not None:
-                    extra["Progress/augment_p"] = float(self.augmenter.p)
+                    extra.update({f"Augment/{k}": v for k, v in self.augmenter.scalars().items()})
                 means = log.write(self.kimg, extra)
                 bar.set_postfix({"img/s": f"{speed:.0f}", "D": f"{means['Loss/D']:.3f}",
                                  "G": f"{means['Loss/G']:.3f}"}, refresh=False)

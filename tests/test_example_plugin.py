@@ -152,7 +152,7 @@ def test_a_recipe_trains_with_the_plugin_components(
     trained = [r for r in records if "Loss/D" in r]
     assert trained and trained[-1]["kimg"] >= 2
     assert all(0 <= r["Loss/D"] < 10 and "Loss/G" in r for r in trained)
-    assert all(r["Progress/augment_p"] == 0.5 for r in trained)
+    assert all(r["Augment/p"] == 0.5 for r in trained)
     final = torch.load(out / "network-final.pt", weights_only=True)
     # the trainer called update() after every D step, so σ was annealed to 0 by 1 kimg
     assert final["augmenter"]["sigma"].item() == 0.0

@@ -1,0 +1,100 @@
+"""Geometric augmentation: 3×3 matrices, exact pixel blitting, and one anti-aliased resampling.
+
+Matrices act on pixel coordinates centred on the image (pixel centres at integers minus (size − 1)/2)
+and map an output pixel to the input pixel it reads (the inverse transform), so per-image
+transforms compose by matrix products in the order the operations are applied.
+"""
+
+from __future__ import annotations
+
+import torch
+from kornia.geometry.grid import create_meshgrid
+from kornia.geometry.transform import remap
+from torch import Tensor
+
+from gancore_ada.wavelets import DELAY, downsample2x, upsample2x
+
+
+def translation(tx: Tensor, ty: Tensor) -> Tensor:
+    """(N,) offsets → (N, 3, 3) homogeneous translations."""
+    m = torch.eye(3, dtype=tx.dtype, device=tx.device).repeat(len(tx), 1, 1)
+    m[:, 0, 2], m[:, 1, 2] = tx, ty
+    return m
+
+
+def scaling(sx: Tensor, sy: Tensor) -> Tensor:
+    """(N,) factors → (N, 3, 3) scalings about the centre."""
+    m = torch.eye(3, dtype=sx.dtype, device=sx.device).repeat(len(sx), 1, 1)
+    m[:, 0, 0], m[:, 1, 1] = sx, sy
+    return m
+
+
+def rotation(theta: Tensor) -> Tensor:
+    """(N,) angles in radians → (N, 3, 3) rotations about the centre."""
+    m = torch.eye(3, dtype=theta.dtype, device=theta.device).repeat(len(theta), 1, 1)
+    c, s = torch.cos(theta), torch.sin(theta)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+    return m
+
+
+def reflect_index(i: Tensor, size: int) -> Tensor:
+    """Fold coordinates into [0, size − 1] by mirror reflection about the edge pixels' centres (no edge repeat)."""
+    if size == 1:
+        return torch.zeros_like(i)
+    period = 2 * (size - 1)
+    i = torch.remainder(i, period)
+    return torch.minimum(i, period - i)
+
+
+def _pixel_grid(size: int, device: torch.device) -> Tensor:
+    """(size², 3) homogeneous centred coordinates of every pixel, x fastest: [x, y, 1]."""
+    grid = create_meshgrid(size, size, normalized_coordinates=False, device=device, dtype=torch.float64)
+    xy = grid.reshape(-1, 2) - (size - 1) / 2
+    return torch.cat([xy, torch.ones(len(xy), 1, dtype=xy.dtype, device=device)], dim=1)
+
+
+def blit(x: Tensor, matrix: Tensor) -> Tensor:
+    """Apply integer-valued inverse matrices (flips, 90° rotations, whole-pixel shifts) exactly, by gathering pixels.
+
+    Pixels read from outside the image are reflected back in, as reflect padding would give.
+    ``matrix`` is (N, 3, 3) and must map pixel centres to pixel centres.
+    """
+    n, c, h, w = x.shape
+    if h != w:
+        raise ValueError(f"geometric augmentation needs square images, got {h}×{w}")
+    src = _pixel_grid(w, x.device) @ matrix.to(torch.float64).transpose(1, 2)  # (N, H·W, 3)
+    src = torch.round(src[..., :2] + (w - 1) / 2).long()
+    sx, sy = reflect_index(src[..., 0], w), reflect_index(src[..., 1], h)
+    index = (sy * w + sx).unsqueeze(1).expand(n, c, h * w)
+    return x.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
+
+
+def resample(x: Tensor, matrix: Tensor) -> Tensor:
+    """Warp each image by its inverse matrix (N, 3, 3) once, anti-aliased: supersample, warp, low-pass, downsample.
+
+    The image is upsampled 2× with the sym6 wavelet (after reflect padding), sampled bilinearly on the 2×
+    grid at the positions the matrix gives, where positions outside the image are mirrored back in
+    (reflect padding of any width, for free), then low-passed and decimated with the same orthonormal
+    filter, so an identity matrix returns the image up to rounding. kornia's ``remap`` does the sampling.
+    """
+    n, _, h, w = x.shape
+    if h != w:
+        raise ValueError(f"geometric augmentation needs square images, got {h}×{w}")
+    big = upsample2x(x)
+    size = big.shape[-1]
+    # output 2× index → centred coordinate of the image → inverse transform → input coordinate, mirrored
+    # into the image → input 2× index; affine, so computed by broadcasting one row and one column
+    centre = (w - 1) / 2
+    u = (torch.arange(size, device=x.device, dtype=torch.float64) - DELAY) / 2 - centre
+    m = matrix.to(torch.float64)
+    maps = []
+    for row in (0, 1):
+        a, b, c = (m[:, row, k].view(n, 1, 1) for k in range(3))
+        src = (a * u.view(1, 1, size)).float() + (b * u.view(1, size, 1) + c + centre).float()
+        # the 2× grid already holds the reflect-padded image a few pixels beyond the edges: mirror only beyond it
+        # (a 1/64-pixel slack keeps float32 rounding at the very edge from mirroring the outermost samples)
+        inside = (src >= -DELAY / 2 - 1 / 64) & (src <= (size - 1 - DELAY) / 2 + 1 / 64)
+        src = torch.where(inside, src, reflect_index(src, w))
+        maps.append(src.mul_(2).add_(DELAY).to(x.dtype))
+    warped = remap(big, maps[0], maps[1], mode="bilinear", padding_mode="border", align_corners=True)
+    return downsample2x(warped)
