@@ -18,13 +18,10 @@ from gancore_ada.pipeline import cutout_mask
 Policy = Literal["color", "translation", "cutout"]
 
 
-def _unique(policy: list[str]) -> None:
+def _check(policy: list[str], **_: object) -> None:
+    """Each transform at most once."""
     if len(set(policy)) != len(policy):
         raise ValueError(f"policy {policy} names a transform twice; name each of color, translation, cutout once")
-
-
-def _check(**params: object) -> None:
-    _unique(list(params["policy"]))  # type: ignore[arg-type]
 
 
 @component("augmenter", "diffaugment", check=_check)
