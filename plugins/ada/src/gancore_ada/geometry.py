@@ -8,7 +8,6 @@ transforms compose by matrix products in the order the operations are applied.
 from __future__ import annotations
 
 import torch
-from kornia.geometry.grid import create_meshgrid
 from kornia.geometry.transform import remap
 from torch import Tensor
 
@@ -41,16 +40,12 @@ def reflect_index(i: Tensor, size: int) -> Tensor:
     """Fold coordinates into [0, size − 1] by mirror reflection about the edge pixels' centres (no edge repeat)."""
     if size == 1:
         return torch.zeros_like(i)
-    period = 2 * (size - 1)
+    last = size - 1
+    if i.numel() and -last <= float(i.min()) and float(i.max()) <= 2 * last:  # one fold: cheaper than remainder
+        return last - (last - i.abs()).abs()
+    period = 2 * last
     i = torch.remainder(i, period)
     return torch.minimum(i, period - i)
-
-
-def _pixel_grid(size: int, device: torch.device) -> Tensor:
-    """(size², 3) homogeneous centred coordinates of every pixel, x fastest: [x, y, 1]."""
-    grid = create_meshgrid(size, size, normalized_coordinates=False, device=device, dtype=torch.float64)
-    xy = grid.reshape(-1, 2) - (size - 1) / 2
-    return torch.cat([xy, torch.ones(len(xy), 1, dtype=xy.dtype, device=device)], dim=1)
 
 
 def blit(x: Tensor, matrix: Tensor) -> Tensor:
@@ -62,10 +57,12 @@ def blit(x: Tensor, matrix: Tensor) -> Tensor:
     n, c, h, w = x.shape
     if h != w:
         raise ValueError(f"geometric augmentation needs square images, got {h}×{w}")
-    src = _pixel_grid(w, x.device) @ matrix.to(torch.float64).transpose(1, 2)  # (N, H·W, 3)
-    src = torch.round(src[..., :2] + (w - 1) / 2).long()
-    sx, sy = reflect_index(src[..., 0], w), reflect_index(src[..., 1], h)
-    index = (sy * w + sx).unsqueeze(1).expand(n, c, h * w)
+    centre = (w - 1) / 2
+    u = torch.arange(w, device=x.device, dtype=torch.float64) - centre
+    m = matrix.to(torch.float64)
+    sx, sy = (torch.round(m[:, row, 0].view(n, 1, 1) * u.view(1, 1, w) + m[:, row, 1].view(n, 1, 1) * u.view(1, h, 1)
+                          + m[:, row, 2].view(n, 1, 1) + centre).long() for row in (0, 1))
+    index = (reflect_index(sy, h) * w + reflect_index(sx, w)).view(n, 1, h * w).expand(n, c, h * w)
     return x.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
 
 

@@ -9,7 +9,7 @@ operations are composed into one 4×4 colour matrix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from kornia.filters import filter2d_separable
@@ -90,6 +90,9 @@ IDENTITY = {"xflip": 0.0, "rotate90": 0.0, "xint": 0.0, "scale": 1.0, "rotate": 
             "noise": 0.0, "cutout": 0.0}
 """Each operation's parameter value that leaves an image unchanged."""
 
+BANDS = band_filters()
+"""The image filter's four octave bands, lowest first, as 1-D taps (float64)."""
+
 BAND_POWER = (10 / 13, 1 / 13, 1 / 13, 1 / 13)
 """Expected power of the four bands, lowest first, that the band gains are normalised to keep (ADA)."""
 
@@ -162,10 +165,6 @@ def sample(n: int, size: int, p: float, multipliers: dict[str, float], dist: Dis
     return draw
 
 
-def _identity(n: int, dim: int, like: Tensor) -> Tensor:
-    return torch.eye(dim, dtype=torch.float64, device=like.device).repeat(n, 1, 1)
-
-
 def blit_matrix(draw: Draw, n: int, device: torch.device) -> Tensor:
     """(N, 3, 3) inverse matrices of the pixel-blitting operations: x-flip, then 90° rotation, then integer shift."""
     v = draw.values
@@ -225,8 +224,9 @@ def color_matrix(draw: Draw, n: int, device: torch.device) -> Tensor:
         turn[:, :3, :3] = axis_angle_to_rotation_matrix(luma * v["hue"].unsqueeze(1))
         m = turn @ m
     if "saturation" in v:
-        m = (vvt + (eye - vvt) * v["saturation"].view(n, 1, 1)) @ m
-        m[:, 3, 3] = 1
+        chroma = eye - vvt
+        chroma[3, 3] = 0  # the homogeneous coordinate is not a colour
+        m = (eye - chroma + chroma * v["saturation"].view(n, 1, 1)) @ m
     return m
 
 
@@ -264,7 +264,7 @@ def apply(x: Tensor, draw: Draw, generator: torch.Generator | None = None) -> Te
         gains = draw.values["imgfilter"]
         power = torch.tensor(BAND_POWER, dtype=torch.float64, device=dev)
         gains = gains / (gains.square() * power).sum(1, keepdim=True).sqrt()
-        taps = (gains @ band_filters().to(dev)).to(out.dtype)
+        taps = (gains @ BANDS.to(dev)).to(out.dtype)
         out = _on(filters, out, lambda imgs, i: filter2d_separable(imgs, taps[i], taps[i], border_type="reflect"))
     noisy = draw.any_applied("noise")
     if noisy is not None:
