@@ -16,7 +16,7 @@ from kornia.filters import filter2d_separable
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from torch import Tensor
 
-from gancore_ada.geometry import blit, resample, rotation, scaling, translation
+from gancore_ada.geometry import blit, reflect_index, resample, rotation, scaling, translation
 from gancore_ada.wavelets import band_filters
 
 
@@ -265,7 +265,8 @@ def apply(x: Tensor, draw: Draw, generator: torch.Generator | None = None) -> Te
         power = torch.tensor(BAND_POWER, dtype=torch.float64, device=dev)
         gains = gains / (gains.square() * power).sum(1, keepdim=True).sqrt()
         taps = (gains @ BANDS.to(dev)).to(out.dtype)
-        out = _on(filters, out, lambda imgs, i: filter2d_separable(imgs, taps[i], taps[i], border_type="reflect"))
+        out = _on(filters, out, lambda imgs, i: filter2d_separable(
+            reflect_pad(imgs, taps.shape[1] // 2), taps[i], taps[i], padding="valid"))
     noisy = draw.any_applied("noise")
     if noisy is not None:
         sigma = draw.values["noise"].to(out.dtype)
@@ -276,6 +277,13 @@ def apply(x: Tensor, draw: Draw, generator: torch.Generator | None = None) -> Te
         side = draw.dist.cutout_size
         out = _on(cut, out, lambda imgs, i: imgs * cutout_mask(draw.values["cutout"][i], h, w, side).to(imgs.dtype))
     return out.to(x.dtype)
+
+
+def reflect_pad(x: Tensor, pad: int) -> Tensor:
+    """Mirror-pad the last two axes by ``pad``, which may exceed the image (torch's reflect padding cannot)."""
+    rows = reflect_index(torch.arange(-pad, x.shape[-2] + pad, device=x.device), x.shape[-2])
+    cols = reflect_index(torch.arange(-pad, x.shape[-1] + pad, device=x.device), x.shape[-1])
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def _recolour(x: Tensor, matrix: Tensor) -> Tensor:

@@ -1,0 +1,58 @@
+"""``diffaugment``: DiffAugment's colour, translation and cutout policies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gancore.errors import ConfigError
+from gancore.registry import default_registry
+
+REGISTRY = default_registry()
+
+
+def diffaugment(*policy: str):  # noqa: ANN201
+    return REGISTRY.create("augmenter", "diffaugment", {"policy": list(policy)})
+
+
+def test_shape_dtype_and_every_image_changed() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    out = diffaugment("color", "translation", "cutout")(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert all(not torch.equal(a, b) for a, b in zip(out, x))
+
+
+def test_translation_moves_whole_pixels_within_an_eighth_and_lets_zeros_in() -> None:
+    torch.manual_seed(1)
+    x = torch.zeros(200, 1, 32, 32)
+    x[:, :, 16, 16] = 1.0
+    out = diffaugment("translation")(x)
+    shifts = set()
+    for img in out:
+        assert float(img.sum()) == 1.0 and int((img != 0).sum()) == 1  # moved, not blurred
+        y, xx = (img[0] == 1).nonzero()[0].tolist()
+        shifts.add((xx - 16, y - 16))
+    assert max(max(abs(a), abs(b)) for a, b in shifts) == 4 and len(shifts) > 30
+    ones = diffaugment("translation")(torch.ones(64, 1, 32, 32))
+    assert float((ones == 0).float().mean()) > 0.05  # zero padding, not reflection
+
+
+def test_cutout_zeroes_a_square_of_half_the_size() -> None:
+    torch.manual_seed(2)
+    out = diffaugment("cutout")(torch.ones(300, 1, 32, 32))
+    zeros = (out == 0).flatten(1).sum(1)
+    assert int(zeros.max()) == 16 * 16 and int(zeros.min()) > 0
+    assert float((zeros == 256).float().mean()) > 0.2  # often wholly inside; clipped at the edges otherwise
+
+
+def test_colour_keeps_gradients() -> None:
+    x = torch.rand(4, 3, 8, 8, requires_grad=True)
+    diffaugment("color")(x).square().sum().backward()
+    assert x.grad is not None and bool(x.grad.isfinite().all()) and float(x.grad.abs().sum()) > 0
+
+
+def test_a_policy_named_twice_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        REGISTRY.validate_params("augmenter", "diffaugment", {"policy": ["color", "color"]}, "augmenter")
+    assert info.value.problems == ["augmenter.params: policy ['color', 'color'] names a transform twice; name each "
+                                   "of color, translation, cutout once"]
