@@ -6,6 +6,7 @@ written here with plain convolutions; the per-image band filtering uses kornia's
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -62,6 +63,22 @@ def _down(x: Tensor, dim: int) -> Tensor:
     return out
 
 
+MATMUL_MAX_SIZE = 64
+"""Up to this size the filters run as products with banded matrices (faster there); above, as multiply-adds."""
+
+
+@functools.lru_cache(maxsize=16)
+def _matrices(n: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The same filters as matrices along one axis: up (n + 10, 2n + 10) from the padded axis, down (2n + 10, n)."""
+    up = torch.zeros(n + 10, 2 * n + 10, dtype=torch.float64)
+    down = torch.zeros(2 * n + 10, n, dtype=torch.float64)
+    for k in range(12):  # output 2m + φ reads padded input m + 5 − j with tap 2j + φ, k = 2j + φ
+        m = torch.arange(n + 5)
+        up[m + 5 - k // 2, 2 * m + k % 2] = _UP[k]
+        down[2 * torch.arange(n) + k, torch.arange(n)] = _DOWN[k]
+    return up.to(device, dtype), down.to(device, dtype)
+
+
 def upsample2x(x: Tensor) -> Tensor:
     """(N, C, H, W) → (N, C, 2H + 10, 2W + 10): reflect-pad by PAD, then upsample with sym6 along both axes.
 
@@ -69,11 +86,19 @@ def upsample2x(x: Tensor) -> Tensor:
     (sym6 is orthonormal), so only what happens on the 2× grid in between changes the image.
     """
     x = F.pad(x, (PAD, PAD, PAD, PAD), mode="reflect")
+    n = x.shape[-1] - 2 * PAD
+    if n <= MATMUL_MAX_SIZE and x.shape[-2] == x.shape[-1]:
+        up, _ = _matrices(n, x.dtype, x.device)
+        return up.T @ x @ up
     return _up(_up(x, -2), -1)
 
 
 def downsample2x(x: Tensor) -> Tensor:
     """(N, C, 2H + 10, 2W + 10) → (N, C, H, W): the anti-aliasing low-pass and decimation that undo ``upsample2x``."""
+    n = (x.shape[-1] - 10) // 2
+    if n <= MATMUL_MAX_SIZE and x.shape[-2] == x.shape[-1]:
+        _, down = _matrices(n, x.dtype, x.device)
+        return down.T @ x @ down
     return _down(_down(x, -1), -2)
 
 
