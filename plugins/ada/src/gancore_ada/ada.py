@@ -90,12 +90,27 @@ class ADA(Augmenter):
         brightness: Multiplier = None, contrast: Multiplier = None, lumaflip: Multiplier = None,
         hue: Multiplier = None, saturation: Multiplier = None, imgfilter: Multiplier = None,
         noise: Multiplier = None, cutout: Multiplier = None,
-        xint_max: Annotated[float, Field(ge=0, le=0.5)] = 0.125,
-        scale_std: Std = 0.2, rotate_max: Annotated[float, Field(ge=0, le=1)] = 1.0, aniso_std: Std = 0.2,
-        xfrac_std: Std = 0.125, brightness_std: Std = 0.2, contrast_std: Std = 0.5,
-        hue_max: Annotated[float, Field(ge=0, le=1)] = 1.0, saturation_std: Std = 1.0, imgfilter_std: Std = 1.0,
-        imgfilter_bands: tuple[Std, Std, Std, Std] = (1.0, 1.0, 1.0, 1.0), noise_std: Std = 0.1,
-        cutout_size: Annotated[float, Field(gt=0, le=1)] = 0.5,
+        xint_max: Annotated[float, Field(ge=0, le=0.5, description="integer translation: largest shift, a "
+                                                                  "fraction of the size")] = 0.125,
+        scale_std: Annotated[float, Field(ge=0, description="isotropic scaling: std of log2 of the factor")] = 0.2,
+        rotate_max: Annotated[float, Field(ge=0, le=1, description="rotation: largest angle, a fraction of "
+                                                                   "π")] = 1.0,
+        aniso_std: Annotated[float, Field(ge=0, description="anisotropic scaling: std of log2 of the factor")] = 0.2,
+        xfrac_std: Annotated[float, Field(ge=0, description="fractional translation: std, a fraction of the "
+                                                            "size")] = 0.125,
+        brightness_std: Annotated[float, Field(ge=0, description="brightness: std of the added offset")] = 0.2,
+        contrast_std: Annotated[float, Field(ge=0, description="contrast: std of log2 of the gain")] = 0.5,
+        hue_max: Annotated[float, Field(ge=0, le=1, description="hue rotation: largest angle, a fraction of π")]
+        = 1.0,
+        saturation_std: Annotated[float, Field(ge=0, description="saturation: std of log2 of the gain")] = 1.0,
+        imgfilter_std: Annotated[float, Field(ge=0, description="band filter: std of log2 of each band's gain")]
+        = 1.0,
+        imgfilter_bands: Annotated[list[Std], Field(min_length=4, max_length=4, description="band filter: "
+                                                    "probability multiplier per band, lowest first")]
+        = [1.0, 1.0, 1.0, 1.0],  # noqa: B006 - pydantic copies defaults
+        noise_std: Annotated[float, Field(ge=0, description="noise: σ = |N(0, noise_std²)| per image")] = 0.1,
+        cutout_size: Annotated[float, Field(gt=0, le=1, description="cutout: side of the square, a fraction of "
+                                                                    "the size")] = 0.5,
     ) -> None:
         super().__init__(p(0.0))
         self.schedule = p
