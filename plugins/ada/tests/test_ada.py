@@ -10,6 +10,7 @@ import pytest
 import torch
 from gancore.errors import ConfigError
 from gancore.registry import default_registry
+from gancore.schedule import Schedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,10 +83,19 @@ def test_adaptive_p_moves_by_the_images_seen_every_interval() -> None:
     assert augment.scalars() == {"p": 0.0, "rt": -1.0}
 
 
+def test_adaptive_p_stays_at_zero_while_d_does_not_overfit() -> None:
+    augment = ada(preset="bgc", p=0.0, target=0.6, interval=4, adjust_kimg=500)
+    for _ in range(12):
+        augment.update(0.0, -torch.ones(64))
+        assert float(augment.p) == 0.0
+    assert float(augment.rt) == -1.0 and int(augment.steps) == 12
+
+
 def test_adaptive_p_stays_below_one() -> None:
     augment = ada(preset="bgc", p=0.9, target=0.6, interval=1, adjust_kimg=0.001)
-    for _ in range(20):
+    for _ in range(200):
         augment.update(0.0, torch.ones(64))
+        assert float(augment.p) <= 0.99 + 1e-7  # the buffer is float32
     assert float(augment.p) == pytest.approx(0.99)
 
 
@@ -98,18 +108,30 @@ def test_the_state_round_trips_and_continues_identically() -> None:
     second.load_state_dict(first.state_dict())
     assert all(torch.equal(first.state_dict()[k], second.state_dict()[k]) for k in ("p", "signs", "rt", "steps"))
     for _ in range(5):
-        logits = torch.randn(32, generator=g)
+        logits = torch.randn(32, generator=g) + 0.5
         first.update(0.0, logits)
         second.update(0.0, logits)
-        assert torch.equal(first.p, second.p) and torch.equal(first.signs, second.signs)
+        assert all(torch.equal(first.state_dict()[k], second.state_dict()[k]) for k in ("p", "signs", "rt", "steps"))
+    assert float(second.p) != 0.1  # p did move after the restore, in step
+    x = torch.rand(4, 3, 16, 16)
+    torch.manual_seed(3)
+    a = first(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, second(x))
+    # and the restore is what made them agree: a fresh instance is not in that state
+    fresh = ada(preset="bgc", p=0.1, target=0.6, interval=3, adjust_kimg=10)
+    assert not torch.equal(fresh.p, first.p) or not torch.equal(fresh.steps, first.steps)
 
 
 def test_scheduled_p_follows_the_schedule() -> None:
     augment = ada(preset="bgc", color_multiplier=0.5, cutout=1, p={"start": 0, "end": 0.55, "burn_in_kimg": 100})
-    for kimg in (0.0, 25.0, 50.0, 100.0, 300.0):
+    schedule = Schedule(start=0, end=0.55, burn_in_kimg=100)
+    for kimg in (0.0, 25.0, 50.0, 100.0, 300.0, 10.0):
         augment.update(kimg, torch.ones(8))
-        expected = 0.55 * (1 - 0.5 * (1 + math.cos(math.pi * min(kimg / 100, 1))))
+        assert float(augment.p) == pytest.approx(schedule(kimg), abs=1e-7)
+        expected = 0.55 * (1 - 0.5 * (1 + math.cos(math.pi * min(kimg / 100, 1))))  # R3GAN's cosine burn-in
         assert float(augment.p) == pytest.approx(expected, abs=1e-7)
+    augment.update(300.0, torch.ones(8))
     assert augment.scalars() == {"p": pytest.approx(0.55)}
     assert augment.multipliers["hue"] == 0.5 and augment.multipliers["cutout"] == 1 and augment.multipliers["xflip"] == 1
 
@@ -131,6 +153,10 @@ def problems(params: dict[str, Any]) -> list[str]:
 def test_leaking_configurations_are_refused_with_the_reason(params: dict[str, Any], words: str) -> None:
     found = problems(params)
     assert len(found) == 1 and found[0].startswith("augmenter.params: ") and words in found[0]
+    if "would be applied" in words:
+        assert "leaks" in found[0]
+    if params["p"] == 1.0:
+        assert "p must stay below 1" in found[0]
 
 
 @pytest.mark.parametrize("params", [

@@ -42,6 +42,15 @@ def test_cutout_zeroes_a_square_of_half_the_size() -> None:
     out = diffaugment("cutout")(torch.ones(300, 1, 32, 32))
     zeros = (out == 0).flatten(1).sum(1)
     assert int(zeros.max()) == 16 * 16 and int(zeros.min()) > 0
+    assert bool(((out == 0) | (out == 1)).all())  # the rest is untouched
+    for img in out[:, 0] == 0:  # the zeros form one axis-aligned rectangle: the square, clipped by the edges
+        rows, cols = img.any(1).nonzero().view(-1), img.any(0).nonzero().view(-1)
+        r0, r1, c0, c1 = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+        assert int(img.sum()) == (r1 - r0 + 1) * (c1 - c0 + 1) and bool(img[r0:r1 + 1, c0:c1 + 1].all())
+        height, width = r1 - r0 + 1, c1 - c0 + 1
+        assert height <= 16 and width <= 16
+        assert height == 16 or r0 == 0 or r1 == 31  # shorter only where the edge clips it
+        assert width == 16 or c0 == 0 or c1 == 31
     assert float((zeros == 256).float().mean()) > 0.2  # often wholly inside; clipped at the edges otherwise
 
 

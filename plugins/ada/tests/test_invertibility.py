@@ -64,10 +64,15 @@ def test_blits_invert_exactly_on_the_interior(p: float, seed: int, size: int) ->
     draw = sample(8, size, p, {"xflip": 1.0, "rotate90": 1.0, "xint": 1.0}, Distributions(), generator=g)
     matrix = blit_matrix(draw, 8, torch.device("cpu"))
     x = torch.rand(8, 3, size, size, generator=g)
-    back = blit(blit(x, matrix), torch.linalg.inv(matrix))
+    out = blit(x, matrix)
+    back = blit(out, torch.linalg.inv(matrix))
     border = int(draw.values["xint"].abs().max())
     inner = (slice(None), slice(None), slice(border, size - border), slice(border, size - border))
     assert torch.equal(back[inner], x[inner])
+    # the blit did something wherever a non-identity element was drawn (so the round trip is not vacuous)
+    moved = torch.stack([draw.values[k].reshape(8, -1).ne(0).any(1) for k in ("xflip", "rotate90", "xint")]).any(0)
+    for i in moved.nonzero().view(-1).tolist():
+        assert not torch.equal(out[i], x[i])
 
 
 def test_blits_are_flips_and_quarter_turns() -> None:
