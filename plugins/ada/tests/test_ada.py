@@ -209,3 +209,11 @@ def test_composed_colour_matrix_equals_the_operations_in_turn() -> None:
         single.values[op] = draw.values[op]
         in_turn = apply(in_turn, single)
     assert torch.allclose(apply(x, draw), in_turn, atol=1e-10)
+
+
+def test_rt_is_reported_once_it_has_been_measured() -> None:
+    augment = ada(preset="bgc", p=0.0, target=0.6, interval=2)
+    augment.update(0.0, torch.ones(8))
+    assert augment.scalars() == {"p": 0.0}
+    augment.update(0.0, -torch.ones(8))
+    assert augment.scalars() == {"p": 0.0, "rt": 0.0}

@@ -163,9 +163,9 @@ class ADA(Augmenter):
         self.signs.zero_()
 
     def scalars(self) -> dict[str, float]:
-        """p, and for adaptive p the last r_t = E[sign D(real)]."""
+        """p, and for adaptive p the last r_t = E[sign D(real)] once there is one."""
         values = {"p": float(self.p)}
-        if self.target is not None:
+        if self.target is not None and not bool(self.rt.isnan()):  # r_t exists after the first adjustment
             values["rt"] = float(self.rt)
         return values
 
