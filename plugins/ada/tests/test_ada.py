@@ -133,7 +133,8 @@ def test_scheduled_p_follows_the_schedule() -> None:
         assert float(augment.p) == pytest.approx(expected, abs=1e-7)
     augment.update(300.0, torch.ones(8))
     assert augment.scalars() == {"p": pytest.approx(0.55)}
-    assert augment.multipliers["hue"] == 0.5 and augment.multipliers["cutout"] == 1 and augment.multipliers["xflip"] == 1
+    mult = augment.multipliers
+    assert mult["hue"] == 0.5 and mult["cutout"] == 1 and mult["xflip"] == 1
 
 
 def problems(params: dict[str, Any]) -> list[str]:
@@ -143,11 +144,14 @@ def problems(params: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize(("params", "words"), [
-    ({"preset": "bgc", "p": 0.8, "rotate90": 1.5}, "rotate90 would be applied to every image (multiplier 1.5 × p up to 0.8)"),
+    ({"preset": "bgc", "p": 0.8, "rotate90": 1.5},
+     "rotate90 would be applied to every image (multiplier 1.5 × p up to 0.8)"),
     ({"preset": "bgc", "p": 1.0}, "p = 1 augments every image, which leaks"),
     ({"preset": "bgc", "p": {"start": 0, "end": 1}}, "p must stay below 1"),
     ({"preset": "bgc", "p": 0.5, "cutout": 2}, "cutout would be applied to every image"),
-    ({"preset": "bgc", "p": 0.0, "target": 0.6, "xflip": 1.02}, "xflip would be applied to every image (multiplier 1.02 × p up to 0.99)"),
+    ({"preset": "bgc", "p": 0.0, "target": 0.6, "xflip": 1.02},
+     "xflip would be applied to every image (multiplier 1.02 × p up to 0.99)"),
+    ({"preset": "bgc", "p": 0.6, "color_multiplier": 2.0}, "lumaflip would be applied to every image"),
     ({"preset": "bgc", "p": {"start": 0, "end": 0.5}, "target": 0.6}, "give p as a number, not a schedule"),
 ])
 def test_leaking_configurations_are_refused_with_the_reason(params: dict[str, Any], words: str) -> None:
@@ -198,17 +202,65 @@ def test_colour_matrices_do_what_their_operations_say() -> None:
     assert torch.allclose(desaturated, grey.expand(64, 3), atol=1e-12)
 
 
-def test_composed_colour_matrix_equals_the_operations_in_turn() -> None:
-    cpu = torch.device("cpu")
-    ops = ["brightness", "contrast", "lumaflip", "hue", "saturation"]
-    draw = sample(16, 8, 1.0, {op: 1.0 for op in ops}, Distributions(), generator=torch.Generator().manual_seed(4))
-    x = torch.rand(16, 3, 8, 8, dtype=torch.float64) * 2 - 1
-    in_turn = x
-    for op in ops:  # each operation alone, from its own values in the same draw
-        single = sample(16, 8, 1.0, {op: 1.0}, Distributions())
-        single.values[op] = draw.values[op]
-        in_turn = apply(in_turn, single)
-    assert torch.allclose(apply(x, draw), in_turn, atol=1e-10)
+def rodrigues(theta: float) -> torch.Tensor:
+    """Right-handed rotation by theta about the luma axis v = (1, 1, 1)/√3: cos θ·I + sin θ·[v]× + (1 − cos θ)·vvᵀ."""
+    v = torch.ones(3, dtype=torch.float64) / math.sqrt(3)
+    cross = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], dtype=torch.float64)
+    return math.cos(theta) * torch.eye(3, dtype=torch.float64) + math.sin(theta) * cross \
+        + (1 - math.cos(theta)) * torch.outer(v, v)
+
+
+def colour_in_turn(x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """ADA's colour operations one after the other, per image, written from their definitions (no matrices):
+    brightness adds b, contrast multiplies by c, lumaflip reflects through the plane orthogonal to the luma axis
+    (x − 2·mean), hue rotates about the luma axis, saturation scales the distance from the grey axis."""
+    out = []
+    for i, img in enumerate(x):
+        img = img + values["brightness"][i]
+        img = img * values["contrast"][i]
+        img = img - 2 * img.mean(0, keepdim=True) * values["lumaflip"][i]
+        img = torch.einsum("ij,jhw->ihw", rodrigues(float(values["hue"][i])), img)
+        grey = img.mean(0, keepdim=True)
+        out.append(grey + (img - grey) * values["saturation"][i])
+    return torch.stack(out)
+
+
+COLOUR = ["brightness", "contrast", "lumaflip", "hue", "saturation"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(p=st.floats(0.2, 1.0), seed=st.integers(0, 2**16))
+def test_composed_colour_matrix_equals_the_operations_in_turn(p: float, seed: int) -> None:
+    draw = sample(16, 8, p, {op: 1.0 for op in COLOUR}, Distributions(), generator=torch.Generator().manual_seed(seed))
+    x = torch.rand(16, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
+    expected = colour_in_turn(x, draw.values)
+    assert torch.allclose(apply(x, draw), expected, atol=1e-10)
+    # single-channel images get the mean of the first three rows: what a grey RGB image averages to
+    grey = x[:, :1]
+    assert torch.allclose(apply(grey, draw), colour_in_turn(grey.expand(-1, 3, -1, -1), draw.values).mean(1, True),
+                          atol=1e-10)
+
+
+def test_hue_is_a_right_handed_rotation_about_the_luma_axis_by_the_drawn_angle() -> None:
+    draw = colour_draw("hue")
+    matrix = color_matrix(draw, 64, torch.device("cpu"))
+    for m, theta in zip(matrix, draw.values["hue"].tolist()):
+        r = m[:3, :3]
+        assert torch.allclose(r.T @ r, torch.eye(3, dtype=torch.float64), atol=1e-12)
+        assert math.isclose(float(torch.linalg.det(r)), 1.0, abs_tol=1e-12)
+        assert torch.allclose(r @ torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), atol=1e-12)
+        assert math.isclose((float(torch.trace(r)) - 1) / 2, math.cos(theta), abs_tol=1e-12)  # the angle
+        assert torch.allclose(r, rodrigues(theta), atol=1e-12)  # and its sense
+        assert torch.equal(m[3], torch.tensor([0, 0, 0, 1], dtype=torch.float64)) and float(m[:3, 3].abs().max()) == 0
+
+
+def test_contrast_multiplies_and_brightness_comes_first() -> None:
+    draw = sample(8, 8, 1.0, {"brightness": 1.0, "contrast": 1.0}, Distributions(),
+                  generator=torch.Generator().manual_seed(6))
+    rgb = torch.rand(8, 3, 1, 1, dtype=torch.float64)
+    b, c = draw.values["brightness"].view(-1, 1, 1, 1), draw.values["contrast"].view(-1, 1, 1, 1)
+    assert torch.allclose(apply(rgb, draw), (rgb + b) * c, atol=1e-12)
+    assert not torch.allclose(apply(rgb, draw), rgb * c + b, atol=1e-6)
 
 
 def test_rt_is_reported_once_it_has_been_measured() -> None:

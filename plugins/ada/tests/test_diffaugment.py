@@ -65,3 +65,19 @@ def test_a_policy_named_twice_is_refused() -> None:
         REGISTRY.validate_params("augmenter", "diffaugment", {"policy": ["color", "color"]}, "augmenter")
     assert info.value.problems == ["augmenter.params: policy ['color', 'color'] names a transform twice; name each "
                                    "of color, translation, cutout once"]
+
+
+def test_translation_is_a_whole_pixel_shift_with_zeros_coming_in() -> None:
+    torch.manual_seed(3)
+    size = 32
+    x = torch.rand(50, 3, size, size) + 1  # no zeros inside, so every zero came in from outside
+    x[:, :, 16, 16] = 5.0  # a bright pixel, to locate the shift
+    out = diffaugment("translation")(x)
+    for img, src in zip(out, x):
+        y, xx = (img[0] == 5.0).nonzero()[0].tolist()
+        dy, dx = y - 16, xx - 16
+        assert abs(dy) <= size // 8 and abs(dx) <= size // 8
+        expected = torch.zeros_like(src)
+        expected[:, max(dy, 0):size + min(dy, 0), max(dx, 0):size + min(dx, 0)] = \
+            src[:, max(-dy, 0):size + min(-dy, 0), max(-dx, 0):size + min(-dx, 0)]
+        assert torch.equal(img, expected)

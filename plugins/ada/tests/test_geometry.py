@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gancore_ada.geometry import resample, translation
-from gancore_ada.pipeline import Distributions, general_matrix, sample
+from gancore_ada.pipeline import Distributions, apply, blit_matrix, general_matrix, sample
 from gancore_ada.wavelets import DELAY, SYM6, downsample2x, upsample2x
 
 OMEGA = 2 * math.pi / 8  # the test images' highest angular frequency: 1/8 cycle per pixel (1/4 of Nyquist)
@@ -89,13 +89,15 @@ def test_the_filter_allowance_is_small_but_measured() -> None:
 
 
 GEOMETRY = ["scale", "rotate", "aniso", "xfrac"]
+BLITS = ["xflip", "rotate90", "xint"]
 N = 4
 
 
 def round_trip_case(ops: set[str], p: float, seed: int, size: int, low: float = 0.0):  # noqa: ANN201
     g = torch.Generator().manual_seed(seed)
     draw = sample(N, size, p, {op: 1.0 for op in ops}, Distributions(), generator=g)
-    matrix = general_matrix(draw, N, CPU)
+    # the pipeline's whole inverse map, output → input: the blits' matrix, then the general operations'
+    matrix = blit_matrix(draw, N, CPU) @ general_matrix(draw, N, CPU)
     stretch = torch.linalg.matrix_norm(matrix[:, :2, :2], ord=2)
     omega = OMEGA / stretch.clamp(min=1)  # keep y = x∘M within 1/8 cycle/pixel (see bound)
     waves = random_waves(N, g, omega, low)
@@ -105,8 +107,8 @@ def round_trip_case(ops: set[str], p: float, seed: int, size: int, low: float = 
 
 
 @settings(max_examples=30, deadline=None)
-@given(ops=st.sets(st.sampled_from(GEOMETRY), min_size=1), p=st.floats(0.3, 0.9), seed=st.integers(0, 2**16),
-       size=st.sampled_from([32, 64]))
+@given(ops=st.sets(st.sampled_from(BLITS + GEOMETRY), min_size=1), p=st.floats(0.3, 0.9),
+       seed=st.integers(0, 2**16), size=st.sampled_from([32, 64]))
 def test_a_sampled_transform_then_its_inverse_returns_the_interior(ops: set[str], p: float, seed: int,
                                                                    size: int) -> None:
     matrix, x, omega = round_trip_case(ops, p, seed, size)
@@ -118,7 +120,7 @@ def test_a_sampled_transform_then_its_inverse_returns_the_interior(ops: set[str]
 
 
 @settings(max_examples=20, deadline=None)
-@given(ops=st.sets(st.sampled_from(GEOMETRY), min_size=1), p=st.floats(0.3, 0.9), seed=st.integers(0, 2**16))
+@given(ops=st.sets(st.sampled_from(BLITS + GEOMETRY), min_size=1), p=st.floats(0.3, 0.9), seed=st.integers(0, 2**16))
 def test_the_wrong_inverse_fails_the_same_tolerance(ops: set[str], p: float, seed: int) -> None:
     size = 64
     matrix, x, omega = round_trip_case(ops, p, seed, size, low=0.5)
@@ -162,14 +164,53 @@ def test_whole_pixel_shifts_through_the_resampler_are_exact_inside(shift: tuple[
     assert float((out[inner] - x[inner]).abs().max()) > 0.1  # it did move
 
 
-def test_resampled_values_stay_within_the_filters_ringing_bound() -> None:
-    # sym6 has negative taps, so up- and downsampling may overshoot: by at most the product of the filters'
-    # L1 gains per axis (√2·Σ|f| up, Σ|f|/√2 down, squared for two axes), bilinear weights being convex
-    l1 = sum(abs(v) for v in SYM6)
-    gain = (l1 * l1) ** 2
+def ringing_gain() -> float:
+    """L∞ gain of one resampling about the middle of the input's range, from the sym6 filters' L1 norms.
+
+    Upsampling: output phase φ on an axis is Σ_k √2·f[2k + φ]·x[…], whose gain is max_φ Σ_k √2·|f[2k + φ]|;
+    downsampling: Σ_k f[k]/√2·g[…], gain Σ|f|/√2. Both phases and the down filter sum to 1 (sym6 has a vanishing
+    moment), bilinear weights are convex and mirroring moves no value, so constants pass unchanged and x = c + r·u
+    (|u| ≤ 1) comes out within c ± r·(up·down)², squared for the two axes."""
+    f = [abs(v) for v in SYM6]
+    up = max(math.sqrt(2) * sum(f[0::2]), math.sqrt(2) * sum(f[1::2]))
+    down = sum(f) / math.sqrt(2)
+    return (up * down) ** 2
+
+
+def test_the_ringing_gain_is_the_filters_and_not_vacuous() -> None:
+    assert 1.5 < ringing_gain() < 4  # sym6 has negative taps; (Σ|f|)⁴ ≈ 14 would be a far looser bound
+
+
+@settings(max_examples=20, deadline=None)
+@given(ops=st.sets(st.sampled_from(GEOMETRY), min_size=1), p=st.floats(0.3, 0.95), seed=st.integers(0, 2**16),
+       offset=st.floats(-2, 2), channels=st.sampled_from([1, 3]))
+def test_geometry_only_output_stays_in_the_input_range_up_to_ringing(ops: set[str], p: float, seed: int,
+                                                                      offset: float, channels: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(8, channels, 24, 24, generator=g) + offset  # range [offset, offset + 1]: mid c, half-width r
+    draw = sample(8, 24, p, {op: 1.0 for op in ops}, Distributions(), generator=g)
+    out = apply(x, draw)
+    lo, hi = x.amin((1, 2, 3)), x.amax((1, 2, 3))
+    c, r = (lo + hi) / 2, (hi - lo) / 2
+    slack = r * ringing_gain() + 1e-5
+    assert bool(((out - c.view(-1, 1, 1, 1)).abs().amax((1, 2, 3)) <= slack).all())
+    # a constant image stays that constant (the filters are normalised, the mirroring moves no value)
+    flat = torch.full((8, channels, 24, 24), offset + 0.5)
+    assert float((apply(flat, draw) - flat).abs().max()) <= 1e-5
+
+
+def test_resampling_random_images_does_ring_but_within_the_bound() -> None:
     g = torch.Generator().manual_seed(3)
-    x = torch.rand(16, 3, 32, 32, generator=g) * 2 - 1
+    x = torch.rand(16, 3, 32, 32, generator=g)  # [0, 1]: c = 0.5, r = 0.5
     draw = sample(16, 32, 0.9, {op: 1.0 for op in GEOMETRY}, Distributions(), generator=g)
     out = resample(x, general_matrix(draw, 16, CPU))
-    assert float(out.abs().max()) <= gain * float(x.abs().max())
-    assert float(out.abs().max()) > 0.5  # and the images were not wiped out
+    assert float((out - 0.5).abs().max()) <= 0.5 * ringing_gain() + 1e-5
+    assert float(out.min()) < 0 or float(out.max()) > 1  # white noise does overshoot: the bound is not trivial
+    assert float(out.std()) > 0.1  # and the images were not wiped out
+
+
+def test_images_too_small_to_resample_are_refused_clearly() -> None:
+    eye = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1)
+    with pytest.raises(ValueError, match=r"at least 6×6 pixels, got 5×5"):
+        resample(torch.rand(2, 3, 5, 5), eye)
+    assert resample(torch.rand(2, 3, 6, 6), eye).shape == (2, 3, 6, 6)

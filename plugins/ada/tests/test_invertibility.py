@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gancore_ada.geometry import blit
-from gancore_ada.pipeline import Distributions, blit_matrix, sample
+from gancore_ada.pipeline import Distributions, apply, blit_matrix, sample
 
 N = 100_000
 MARGIN = 6 / math.sqrt(N)  # each DFT coefficient is a mean of N bounded terms: 6 standard errors at most
@@ -25,8 +25,8 @@ def empirical(values: torch.Tensor, order: int) -> torch.Tensor:
     return torch.bincount(values.long() % order, minlength=order).double() / len(values)
 
 
-def sampled(op: str, p: float, seed: int, size: int = 16, **dist: float) -> torch.Tensor:
-    draw = sample(N, size, p, {op: 1.0}, Distributions(**dist), generator=torch.Generator().manual_seed(seed))
+def sampled(op: str, p: float, seed: int, size: int = 16, mult: float = 1.0, **dist: float) -> torch.Tensor:
+    draw = sample(N, size, p, {op: mult}, Distributions(**dist), generator=torch.Generator().manual_seed(seed))
     value = draw.values[op]
     return value[:, 0] if value.dim() == 2 else value
 
@@ -34,13 +34,17 @@ def sampled(op: str, p: float, seed: int, size: int = 16, **dist: float) -> torc
 GROUPS = [("xflip", 2, {}), ("rotate90", 4, {}), ("xint", 16, {"xint_max": 0.5})]
 
 
-@settings(max_examples=30, deadline=None)
-@given(group=st.sampled_from(GROUPS), p=st.floats(0.0, 0.95), seed=st.integers(0, 2**16))
-def test_the_dft_has_no_zero_below_probability_one(group: tuple, p: float, seed: int) -> None:
+@settings(max_examples=40, deadline=None)
+@given(group=st.sampled_from(GROUPS), p=st.floats(0.0, 0.95), seed=st.integers(0, 2**16),
+       mult=st.sampled_from([0.5, 1.0]))
+def test_the_dft_has_no_zero_below_probability_one(group: tuple, p: float, seed: int, mult: float) -> None:
     op, order, dist = group
-    spectrum = torch.fft.fft(empirical(sampled(op, p, seed, **dist), order)).abs()
+    q = p * mult  # the probability of applying the operation
+    spectrum = torch.fft.fft(empirical(sampled(op, p, seed, mult=mult, **dist), order)).abs()
     assert abs(spectrum[0] - 1) < 1e-9
-    assert spectrum[1:].min() >= (1 - p) - MARGIN
+    assert spectrum[1:].min() >= (1 - q) - MARGIN
+    # and no more than that: the mixture is (1 − q)·identity + q·uniform, not something milder
+    assert spectrum[1:].max() <= (1 - q) + MARGIN
 
 
 @settings(max_examples=6, deadline=None)
@@ -86,3 +90,36 @@ def test_blits_are_flips_and_quarter_turns() -> None:
     draw.values["xflip"] = torch.tensor([0.0, 1.0], dtype=torch.float64)
     flipped = blit(x[:2], blit_matrix(draw, 2, torch.device("cpu")))
     assert torch.equal(flipped[0], x[0]) and torch.equal(flipped[1], x[1].flip(-1))
+
+
+def reference_blits(x: torch.Tensor, flip: torch.Tensor, quarter: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Independent of the matrices: mirror horizontally, turn by quarter turns (clockwise on screen, as above), then
+    move by whole pixels (+x right, +y down), reading mirrored pixels where the shift uncovers the border."""
+    out = []
+    for img, f, k, (tx, ty) in zip(x, flip.long().tolist(), quarter.long().tolist(), shift.long().tolist()):
+        img = img.flip(-1) if f else img
+        img = torch.rot90(img, -k, dims=(1, 2))
+        pad = max(abs(tx), abs(ty))
+        if pad:
+            big = torch.nn.functional.pad(img.unsqueeze(0), (pad, pad, pad, pad), mode="reflect")[0]
+            size = img.shape[-1]
+            img = big[:, pad - ty:pad - ty + size, pad - tx:pad - tx + size]
+        out.append(img)
+    return torch.stack(out)
+
+
+@settings(max_examples=30, deadline=None)
+@given(p=st.floats(0.05, 0.95), seed=st.integers(0, 2**16), size=st.sampled_from([8, 15, 32]),
+       channels=st.sampled_from([1, 3]), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_the_pipeline_applies_blit_only_draws_exactly(p: float, seed: int, size: int, channels: int,
+                                                      dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(seed)
+    draw = sample(8, size, p, {"xflip": 1.0, "rotate90": 1.0, "xint": 1.0}, Distributions(), generator=g)
+    x = torch.randn(8, channels, size, size, generator=g, dtype=dtype)
+    out = apply(x, draw)
+    v = draw.values
+    assert out.dtype == dtype and torch.equal(out, reference_blits(x, v["xflip"], v["rotate90"], v["xint"]))
+    # only gathered pixels: every output value is one of the image's own, so the range is kept exactly
+    for img, src in zip(out, x):
+        assert bool(torch.isin(img, src).all())
+        assert float(img.min()) >= float(src.min()) and float(img.max()) <= float(src.max())

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from gancore_ada.pipeline import OPERATIONS, Distributions, sample
+from gancore_ada.pipeline import OPERATIONS, Distributions, apply, sample
 
 N = 20_000
 ALPHA = 1e-3  # a right distribution passes at this level; the wrong ones below fall far under 1e-6
@@ -109,3 +109,45 @@ def test_the_same_seed_gives_the_same_draw_and_images_are_independent() -> None:
         assert abs(stats.pearsonr(v[:-1], v[1:]).statistic) < 5 / math.sqrt(N), name
     first = a.applied["xflip"].numpy().astype(float)
     assert abs(stats.pearsonr(first[:-1], first[1:]).statistic) < 5 / math.sqrt(N)
+
+
+def test_operations_are_gated_independently_of_each_other() -> None:
+    mults = {op.name: 1.0 for op in OPERATIONS}
+    draw = sample(N, 32, 0.5, mults, Distributions(), generator=torch.Generator().manual_seed(21))
+    gates = {k: v.reshape(N, -1)[:, 0].double().numpy() for k, v in draw.applied.items()}
+    gates["rotate (after aniso)"] = draw.applied["rotate"][:, 1].double().numpy()
+    names = sorted(gates)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert abs(stats.pearsonr(gates[a], gates[b]).statistic) < 5 / math.sqrt(N), (a, b)
+    # and the values of different operations in one image are uncorrelated too
+    for a, b in (("scale", "aniso"), ("brightness", "contrast"), ("hue", "saturation")):
+        assert abs(stats.pearsonr(draw.values[a].numpy(), draw.values[b].numpy()).statistic) < 5 / math.sqrt(N)
+
+
+def test_apply_with_a_seeded_generator_is_reproducible_and_only_the_noise_depends_on_it() -> None:
+    mults = {op.name: 1.0 for op in OPERATIONS}
+    draw = sample(16, 16, 0.6, mults, Distributions(), generator=torch.Generator().manual_seed(8))
+    again = sample(16, 16, 0.6, mults, Distributions(), generator=torch.Generator().manual_seed(8))
+    x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a = apply(x, draw, torch.Generator().manual_seed(1))
+    assert torch.equal(a, apply(x, again, torch.Generator().manual_seed(1)))
+    b = apply(x, draw, torch.Generator().manual_seed(2))
+    noisy = draw.applied["noise"]
+    assert bool(noisy.any()) and bool((~noisy).any())
+    for i in range(16):
+        assert torch.equal(a[i], b[i]) != bool(noisy[i]), i  # a different generator changes the noisy ones only
+
+
+def test_noise_has_the_drawn_standard_deviation_per_image() -> None:
+    draw = sample(32, 64, 0.8, {"noise": 1.0}, Distributions(), generator=torch.Generator().manual_seed(4))
+    x = torch.rand(32, 3, 64, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    noise = apply(x, draw, torch.Generator().manual_seed(6)) - x
+    sigma = draw.values["noise"]
+    for i in range(32):
+        if sigma[i] == 0:
+            assert torch.equal(noise[i], torch.zeros_like(noise[i]))
+            continue
+        # 12288 independent N(0, σ²) pixels: the sample std is within 5·σ/√(2·12288) ≈ 3% of σ
+        assert abs(float(noise[i].std()) / float(sigma[i]) - 1) < 0.032
+        assert abs(float(noise[i].mean())) < 5 * float(sigma[i]) / math.sqrt(noise[i].numel())

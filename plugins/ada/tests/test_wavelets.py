@@ -65,3 +65,50 @@ def test_reflect_padding_matches_torch_and_goes_beyond_it() -> None:
     wide = reflect_pad(x, 21)  # wider than the image: mirrored again, period 2·(9 − 1)
     assert wide.shape[-1] == 9 + 42
     assert torch.equal(wide[..., 21, 21 - 16], x[..., 0, 0]) and torch.equal(wide[..., 21, 21 + 16], x[..., 0, 0])
+
+
+def normalised_gains(gains: torch.Tensor) -> torch.Tensor:
+    """ADA's rule: band gains scaled so the expected power (10, 1, 1, 1)/13 of the bands, lowest first, is kept."""
+    power = torch.tensor([10, 1, 1, 1], dtype=torch.float64) / 13
+    return gains / (gains.square() * power).sum(1, keepdim=True).sqrt()
+
+
+def test_the_band_filter_as_the_pipeline_applies_it_matches_a_convolution_per_image() -> None:
+    from torch.nn import functional as F
+
+    from gancore_ada.pipeline import Distributions, apply, sample
+
+    n, size = 8, 24  # larger than the 21-pixel half-support, so torch's own reflect padding can do the padding
+    draw = sample(n, size, 0.25, {"imgfilter": 1.0}, Distributions(), generator=torch.Generator().manual_seed(1))
+    applied = draw.applied["imgfilter"].any(1)
+    assert bool(applied.any()) and bool((~applied).any())
+    x = torch.rand(n, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    out = apply(x, draw)
+    taps = normalised_gains(draw.values["imgfilter"]) @ band_filters()
+    half = taps.shape[1] // 2
+    for i in range(n):
+        if not applied[i]:
+            assert torch.equal(out[i], x[i])
+            continue
+        kernel = torch.outer(taps[i], taps[i]).expand(3, 1, -1, -1)
+        expected = F.conv2d(F.pad(x[i:i + 1], (half,) * 4, mode="reflect"), kernel, groups=3)[0]
+        assert torch.allclose(out[i], expected, atol=1e-10)
+
+
+def test_band_gains_act_on_dc_and_nyquist_as_normalised() -> None:
+    from gancore_ada.pipeline import Distributions, apply, sample
+
+    n, size = 16, 16
+    draw = sample(n, size, 0.9, {"imgfilter": 1.0}, Distributions(), generator=torch.Generator().manual_seed(3))
+    gains = normalised_gains(draw.values["imgfilter"])
+    kept = (gains.square() * torch.tensor([10, 1, 1, 1]) / 13).sum(1)
+    assert torch.allclose(kept, torch.ones(n, dtype=torch.float64))
+    flat = torch.full((n, 1, size, size), 0.7, dtype=torch.float64)
+    i, j = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    checker = ((-1.0) ** (i + j)).to(torch.float64).expand(n, 1, size, size)
+    # the lowest band alone passes DC and the highest alone Nyquist (gain 1 per axis), so the separable 2-D filter
+    # scales a constant by g₀² and a checkerboard by g₃² (as the authors, filtering along x then y); reflection
+    # padding keeps both patterns
+    assert torch.allclose(apply(flat, draw), flat * gains[:, 0].square().view(-1, 1, 1, 1), atol=1e-10)
+    assert torch.allclose(apply(checker, draw), checker * gains[:, 3].square().view(-1, 1, 1, 1), atol=1e-10)
+    assert not torch.allclose(gains[:, 0], gains[:, 3])  # the two checks see different gains

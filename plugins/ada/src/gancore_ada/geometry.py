@@ -11,7 +11,7 @@ import torch
 from kornia.geometry.transform import remap
 from torch import Tensor
 
-from gancore_ada.wavelets import DELAY, downsample2x, upsample2x
+from gancore_ada.wavelets import DELAY, PAD, downsample2x, upsample2x
 
 
 def translation(tx: Tensor, ty: Tensor) -> Tensor:
@@ -75,8 +75,9 @@ def resample(x: Tensor, matrix: Tensor) -> Tensor:
     filter, so an identity matrix returns the image up to rounding. kornia's ``remap`` does the sampling.
     """
     n, _, h, w = x.shape
-    if h != w:
-        raise ValueError(f"geometric augmentation needs square images, got {h}×{w}")
+    if h != w or w <= PAD:
+        raise ValueError(f"geometric augmentation needs square images of at least {PAD + 1}×{PAD + 1} pixels, "
+                         f"got {h}×{w}")
     big = upsample2x(x)
     size = big.shape[-1]
     # output 2× index → centred coordinate of the image → inverse transform → input coordinate, mirrored
