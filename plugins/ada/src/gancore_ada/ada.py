@@ -11,7 +11,7 @@ from gancore.schedule import Schedule, Scheduled, within
 from pydantic import Field
 from torch import Tensor
 
-from gancore_ada.pipeline import OPERATIONS, Distributions, Draw, apply, preset_multipliers, sample
+from gancore_ada.pipeline import OPERATIONS, PRESETS, Distributions, Draw, apply, preset_multipliers, sample
 
 ADAPTIVE_P_MAX = 0.99
 """Adaptive p stays below this: an operation applied with probability q has condition number 1/(1 − q) (ADA,
@@ -19,7 +19,7 @@ Appendix C), so p ≤ 0.99 keeps the augmentation invertible with condition numb
 
 Multiplier = Annotated[float | None, Field(ge=0, description="probability multiplier; default: 1 if the preset "
                                                               "includes the operation, else 0")]
-Preset = Literal["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
+Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type] - the presets' names, from their table
 
 
 def multipliers(preset: str, color_multiplier: float, overrides: dict[str, float | None]) -> dict[str, float]:

@@ -48,9 +48,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("noise", "noise", False, "add Gaussian noise of standard deviation |N(0, noise_std²)|"),
     Operation("cutout", "cutout", True, "zero a square of side cutout_size·size at a uniform centre"),
 )
-OPERATION_NAMES = tuple(op.name for op in OPERATIONS)
 
-_GROUPS = {"b": ("blit",), "g": ("geom",), "c": ("color",), "f": ("filter",), "n": ("noise",)}
 PRESETS: dict[str, tuple[str, ...]] = {
     "blit": ("blit",), "geom": ("geom",), "color": ("color",), "filter": ("filter",), "noise": ("noise",),
     "cutout": ("cutout",), "bg": ("blit", "geom"), "bgc": ("blit", "geom", "color"),
