@@ -7,6 +7,7 @@ import io
 import json
 import math
 import pickle
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import gancore
+from gancore.builtin.datasets import base
 from gancore.builtin.datasets import cifar10 as cifar10_module
 from gancore.errors import DataError
 
@@ -362,3 +364,119 @@ def test_synthetic_cifar_tarball_reads_as_cifar10_with_class_structure(tmp_path:
     within = torch.stack([(colour[labels == k] - means[k]).norm(dim=1).mean() for k in range(10)]).mean()
     between = torch.pdist(means).min()
     assert between > within  # the nearest two classes are further apart than an image from its class mean
+
+
+# -- in memory -----------------------------------------------------------------------------------
+
+
+def write_labelled_folder(root: Path, images: np.ndarray) -> None:
+    """The images as PNGs in three class sub-folders of ``root``."""
+    for i, image in enumerate(images):
+        (root / f"class{i % 3}").mkdir(parents=True, exist_ok=True)
+        save_png(image, root / f"class{i % 3}" / f"{i}.png")
+
+
+def all_items(data: Any) -> tuple[torch.Tensor, list[int]]:
+    """Every item of ``data``, mirrored ones first, as stacked images and their labels."""
+    order = list(range(len(data)))[::-1]
+    batch = data.__getitems__(order)
+    images = torch.stack([x for x, _ in batch]).flip(0)
+    return images, [label for _, label in batch][::-1]
+
+
+@pytest.mark.parametrize("xflip", [False, True])
+@pytest.mark.parametrize("kind", ["image_folder", "image_zip"])
+def test_in_memory_items_equal_the_decoded_on_demand_items(tmp_path: Path, kind: str, xflip: bool) -> None:
+    images = random_images(7, 3, 12, seed=7)
+    if kind == "image_folder":
+        write_labelled_folder(tmp_path / "d", images)
+        params: dict[str, Any] = {"path": str(tmp_path / "d"), "labels": True}
+    else:
+        write_zip(tmp_path / "d.zip", images, [4, 0, 2, 2, 1, 3, 0])
+        params = {"path": str(tmp_path / "d.zip")}
+    params |= {"xflip": xflip, "resolution": 8}
+    on_demand = create(kind, **params)
+    held = create(kind, **params, in_memory=True)
+    assert not on_demand.in_memory and on_demand.decoded is None
+    assert held.in_memory and held.decoded.shape == (7, 3, 8, 8) and held.decoded.dtype == torch.uint8
+    assert len(held) == len(on_demand) == 7 * (2 if xflip else 1) and held.shape == on_demand.shape
+    expected, expected_labels = all_items(on_demand)
+    assert len(set(expected_labels)) > 1
+    for _ in range(2):  # fetching mirrored items must leave the held images as they were
+        got, labels = all_items(held)
+        assert got.dtype == torch.uint8 and torch.equal(got, expected) and labels == expected_labels
+    assert torch.equal(held[len(held) - 1][0], expected[-1])
+
+
+def test_in_memory_image_folder_serves_its_items_after_the_folder_is_gone(tmp_path: Path) -> None:
+    images = random_images(5, 1, 6, seed=8)
+    write_labelled_folder(tmp_path / "d", images)
+    data = create("image_folder", path=str(tmp_path / "d"), channels=1, labels=True, in_memory=True)
+    expected = [(chw(images[int(Path(name).stem)]), int(name[len("class")])) for name in data.names]
+    shutil.rmtree(tmp_path / "d")
+    for i, (image, label) in enumerate(expected):
+        x, c = data[i]
+        assert torch.equal(x, image) and c == label
+
+
+@pytest.mark.parametrize("kind", ["image_folder", "image_zip"])
+def test_in_memory_decodes_in_worker_processes_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """With workers and several batches, every image lands at its own index (each worker opens its own zip)."""
+    monkeypatch.setattr(base, "PARALLEL_DECODE_MIN", 0)
+    monkeypatch.setattr(base, "DECODE_BATCH", 3)
+    images = random_images(11, 3, 4, seed=9)
+    if kind == "image_folder":
+        for i, image in enumerate(images):
+            save_png(image, tmp_path / f"{i:02d}.png")
+        path = tmp_path
+    else:
+        write_zip(tmp_path / "d.zip", images, None)
+        path = tmp_path / "d.zip"
+    data = create(kind, path=str(path), in_memory=True)
+    assert torch.equal(data.decoded, torch.stack([chw(image) for image in images]))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_in_memory_names_an_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool) -> None:
+    if parallel:
+        monkeypatch.setattr(base, "PARALLEL_DECODE_MIN", 0)
+    for i, image in enumerate(random_images(3, 3, 4, seed=10)):
+        save_png(image, tmp_path / f"{i}.png")
+    (tmp_path / "1.png").write_bytes((tmp_path / "1.png").read_bytes()[:40])
+    data = create("image_folder", path=str(tmp_path), resolution=4)
+    with pytest.raises(DataError, match=r"cannot read the image .*1\.png"):
+        data[1]
+    with pytest.raises(DataError) as caught:
+        create("image_folder", path=str(tmp_path), resolution=4, in_memory=True)
+    assert str(caught.value).startswith(f"cannot read the image {tmp_path / '1.png'}: ")
+
+
+def test_in_memory_refuses_what_does_not_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i, image in enumerate(random_images(4, 3, 16, seed=11)):
+        save_png(image, tmp_path / f"{i}.png")
+    needed = 4 * 3 * 16 * 16
+    monkeypatch.setattr(base, "available_memory", lambda: needed - 1)
+    with pytest.raises(DataError) as caught:
+        create("image_folder", path=str(tmp_path), in_memory=True)
+    message = str(caught.value)
+    assert f"needs {needed / 2**30:.3g} GiB" in message and f"only {(needed - 1) / 2**30:.3g} GiB" in message
+    assert "in_memory to false" in message
+    assert create("image_folder", path=str(tmp_path)).decoded is None  # on demand, nothing is held or checked
+    monkeypatch.setattr(base, "available_memory", lambda: needed)
+    assert create("image_folder", path=str(tmp_path), in_memory=True).in_memory
+    monkeypatch.setattr(base, "available_memory", lambda: None)
+    assert create("image_folder", path=str(tmp_path), in_memory=True).in_memory
+
+
+def test_available_memory_is_positive_where_posix_reports_it() -> None:
+    available = base.available_memory()
+    assert available is None or available > 0
+
+
+def test_tensor_data_sets_are_in_memory(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    assert create("cifar10", root=str(tmp_path)).in_memory
+    assert create("digits").in_memory
+    assert create("gaussians_ring", size=10).in_memory

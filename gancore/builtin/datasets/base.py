@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from abc import abstractmethod
 from typing import IO, Annotated, Literal
 
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
+from tqdm import tqdm
 
 from gancore.errors import DataError
 from gancore.interfaces import Dataset
@@ -29,6 +32,18 @@ Channels = Annotated[Literal[1, 3], Field(description="1 reads images as greysca
 XFlip = Annotated[
     bool, Field(description="double the data set with horizontally mirrored copies (StyleGAN's --mirror)")
 ]
+InMemory = Annotated[
+    bool,
+    Field(
+        description="decode every image once when the data set is built and hold them as one uint8 tensor "
+        "(N, C, H, W); use it when the decoded images fit in memory (CIFAR-sized, or FFHQ at 64²)"
+    ),
+]
+
+DECODE_BATCH = 256
+"""Images per batch when decoding a whole data set into memory."""
+PARALLEL_DECODE_MIN = 1000
+"""Fewest images worth starting loader worker processes for when decoding into memory; fewer decode here."""
 
 
 class ImageDataset(Dataset):
@@ -79,6 +94,8 @@ class ImageDataset(Dataset):
 class TensorImageDataset(ImageDataset):
     """Images held in memory as one uint8 tensor (N, C, H, W), fetched with a single gather per batch."""
 
+    in_memory = True
+
     def __init__(self, images: Tensor, labels: Tensor | None, num_classes: int, xflip: bool) -> None:
         self.images = images
         super().__init__(len(images), tuple(images.shape[1:]), labels, num_classes, xflip)
@@ -90,7 +107,9 @@ class TensorImageDataset(ImageDataset):
 class EncodedImageDataset(ImageDataset):
     """Image files (PNG, JPEG, ...) decoded on demand, so that DataLoader workers share the decoding.
 
-    Subclasses say how to open a file by its ``name`` and how to name it in error messages.
+    With ``in_memory`` every image is decoded once when the data set is built into ``decoded``, one uint8
+    tensor (N, C, H, W), and fetched from it with a gather. Subclasses say how to open a file by its
+    ``name`` and how to name it in error messages.
     """
 
     def __init__(
@@ -101,12 +120,17 @@ class EncodedImageDataset(ImageDataset):
         resolution: int | None,
         channels: Literal[1, 3],
         xflip: bool,
+        in_memory: bool,
     ) -> None:
         self.names = names
         self.resolution = resolution
         self.channels = channels
         side = resolution if resolution is not None else self._common_side()
         super().__init__(len(names), (channels, side, side), labels, num_classes, xflip)
+        self.decoded: Tensor | None = None  # None while _decode_all reads the files through _images
+        if in_memory:
+            self.decoded = self._decode_all()
+        self.in_memory = in_memory
 
     @abstractmethod
     def _open(self, name: str) -> IO[bytes]:
@@ -117,7 +141,37 @@ class EncodedImageDataset(ImageDataset):
         """Where the image ``name`` is, as shown to people in error messages."""
 
     def _images(self, raw: Tensor) -> Tensor:
+        if self.decoded is not None:
+            return self.decoded[raw]
         return torch.stack([self._decode(self.names[i]) for i in raw.tolist()])
+
+    def _decode_all(self) -> Tensor:
+        """Every image decoded into one preallocated uint8 tensor, in loader worker processes when there are many.
+
+        DataError before decoding when the tensor would not fit in the memory available now.
+        """
+        shape = (self.num_images, *self.image_shape)
+        needed = math.prod(shape)
+        available = available_memory()
+        if available is not None and needed > available:
+            raise DataError(
+                f"holding the {self.num_images} decoded images of {'×'.join(map(str, self.image_shape))} in memory "
+                f"needs {needed / 2**30:.3g} GiB, but only {available / 2**30:.3g} GiB are available; "
+                f"set in_memory to false to decode them on demand"
+            )
+        decoded = torch.empty(shape, dtype=torch.uint8)
+        workers = min(8, os.cpu_count() or 1) if self.num_images >= PARALLEL_DECODE_MIN else 0
+        loader = torch.utils.data.DataLoader(_DecodeBatches(self, DECODE_BATCH), batch_size=None, num_workers=workers)
+        with tqdm(
+            total=self.num_images, desc=f"decoding {self.num_images} images into memory", unit="img",
+            dynamic_ncols=True, mininterval=1.0,
+        ) as bar:
+            for k, batch in enumerate(loader):
+                if isinstance(batch, DataError):
+                    raise batch
+                decoded[k * DECODE_BATCH : k * DECODE_BATCH + len(batch)] = batch
+                bar.update(len(batch))
+        return decoded
 
     def _decode(self, name: str) -> Tensor:
         try:
@@ -145,6 +199,44 @@ class EncodedImageDataset(ImageDataset):
                     f"to centre-crop and resize them"
                 )
         return side
+
+
+class _DecodeBatches(torch.utils.data.Dataset):
+    """Consecutive batches of an encoded data set's raw images, decoded from their files, for ``_decode_all``.
+
+    A batch holding an unreadable file comes back as its DataError, which the parent raises as it is
+    (a worker's exception would reach it wrapped in the worker's traceback).
+    """
+
+    def __init__(self, source: EncodedImageDataset, size: int) -> None:
+        self.source = source
+        self.size = size
+
+    def __len__(self) -> int:
+        return -(-self.source.num_images // self.size)
+
+    def __getitem__(self, k: int) -> Tensor | DataError:
+        start = k * self.size
+        try:
+            return self.source._images(torch.arange(start, min(start + self.size, self.source.num_images)))
+        except DataError as exc:
+            return exc
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can have now (Linux's MemAvailable, which counts reclaimable cache),
+    else free physical memory from sysconf, or None where the platform cannot say."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def is_image_name(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Image files from a folder or from a StyleGAN-style dataset zip, decoded on demand."""
+"""Image files from a folder or from a StyleGAN-style dataset zip, decoded on demand or once into memory."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gancore.builtin.datasets.base import (
     IMAGE_SUFFIXES,
     Channels,
     EncodedImageDataset,
+    InMemory,
     Resolution,
     XFlip,
     is_image_name,
@@ -39,6 +40,7 @@ class ImageFolderDataset(EncodedImageDataset):
         channels: Channels = 3,
         labels: Annotated[bool, Field(description="class = index of the image's top-level sub-folder")] = False,
         xflip: XFlip = False,
+        in_memory: InMemory = False,
     ) -> None:
         self.root = Path(path).expanduser()
         if not self.root.is_dir():
@@ -52,7 +54,7 @@ class ImageFolderDataset(EncodedImageDataset):
         if not names:
             raise DataError(f"image folder {self.root} holds no images ({', '.join(IMAGE_SUFFIXES)}, in any case)")
         classes, num_classes = self._folder_classes(names) if labels else (None, 0)
-        super().__init__(names, classes, num_classes, resolution, channels, xflip)
+        super().__init__(names, classes, num_classes, resolution, channels, xflip, in_memory)
 
     def _folder_classes(self, names: list[str]) -> tuple[Tensor, int]:
         """Each image's class: the sorted index of its top-level sub-folder; an image at the top is an error."""
@@ -89,6 +91,7 @@ class ImageZipDataset(EncodedImageDataset):
         channels: Channels = 3,
         labels: Annotated[bool, Field(description="use the labels of dataset.json when it has them")] = True,
         xflip: XFlip = False,
+        in_memory: InMemory = False,
     ) -> None:
         self.path = Path(path).expanduser()
         self._handle: tuple[int, zipfile.ZipFile] | None = None
@@ -97,7 +100,7 @@ class ImageZipDataset(EncodedImageDataset):
         if not names:
             raise DataError(f"image zip {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}, in any case)")
         classes, num_classes = self._json_classes(names) if labels and "dataset.json" in members else (None, 0)
-        super().__init__(names, classes, num_classes, resolution, channels, xflip)
+        super().__init__(names, classes, num_classes, resolution, channels, xflip, in_memory)
 
     def _archive(self) -> zipfile.ZipFile:
         """This process's handle on the zip, opened on first use."""

@@ -19,6 +19,8 @@ class GaussianMixture(Dataset):
     ``centers`` (K, 2) and ``std`` are public so that metrics can count the modes.
     """
 
+    in_memory = True
+
     def __init__(self, centers: Tensor, std: float, size: int, seed: int) -> None:
         self.centers = centers.float()
         self.std = std
