@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gancore.errors import ConfigError, GancoreError
+if TYPE_CHECKING:
+    from gancore.checkpoint import Checkpoint
 from gancore.interfaces import KINDS
 from gancore.registry import Registry, default_registry
 
@@ -26,10 +29,27 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gancore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="train a recipe")
-    run.add_argument("recipe", type=Path)
+    run = sub.add_parser("run", help="train a recipe, on one process or several (torch.distributed)")
+    run.add_argument("recipe", type=Path, nargs="?",
+                     help="the recipe; with --resume it defaults to the run's own recipe.yaml")
     _recipe_args(run)
     run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>-<n>)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue a stopped run from its newest good checkpoint, in its own directory")
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="data-parallel processes on this machine (torchrun; gloo on CPU, NCCL on GPUs); "
+                          "for several machines start `torchrun ... -m gancore run` yourself")
+
+    samp = sub.add_parser("sample", help="a grid of samples from a run's G EMA, as PNG")
+    samp.add_argument("run_dir", type=Path)
+    samp.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    samp.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write (default samples.png)")
+    samp.add_argument("--truncation", type=float, help="redraw latent components beyond ±T (BigGAN's trick)")
+    samp.add_argument("--seed", type=int, default=0, help="seed of the latents and labels (default 0)")
+    samp.add_argument("--class", dest="label", type=int, metavar="K",
+                      help="for a conditional generator: every sample of class K (default: classes in turn)")
+    samp.add_argument("--checkpoint", type=Path, help="a checkpoint file (default: the run's newest good one)")
+    samp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     val = sub.add_parser("validate", help="check recipes without running them")
     val.add_argument("recipes", type=Path, nargs="+")
@@ -55,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args, default_registry())
     except GancoreError as exc:
@@ -66,19 +87,91 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore import distributed
     from gancore import recipe as recipes
     from gancore.build import build
-    from gancore.training import Trainer, pick_device
 
-    recipe, raw = recipes.load(args.recipe, registry, args.override)
-    parts = _named(args.recipe, build, recipe, registry)
-    out = _run_dir(args.out, args.recipe.stem)
-    print(f"training {args.recipe} on {pick_device(recipe.train.device)} -> {out}")
-    results = Trainer(recipe, parts, out, raw).run()
+    if args.nproc < 1:
+        raise GancoreError(f"--nproc {args.nproc}: give at least one process")
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
+        return distributed.launch(args.nproc, _without_nproc(args.argv))
+    if args.recipe is None and args.resume is None:
+        raise GancoreError("give a recipe to run, or --resume RUN_DIR to continue a run")
+    if args.resume is not None and args.out is not None:
+        raise GancoreError("--resume continues a run in its own directory; leave out --out")
+    source = args.recipe if args.recipe is not None else args.resume / "recipe.yaml"
+    recipe, raw = recipes.load(source, registry, args.override)
+    world = distributed.join(recipe.train.device)
+    try:
+        parts = _named(source, build, recipe, registry)
+        from gancore.training import Trainer
+
+        out, resumed = _agree(world, lambda: _prepare_run(args, source, raw))
+        if world.main:
+            print(f"training {source} on {world.size} process{'es' if world.distributed else ''} "
+                  f"({world.device.type}) -> {out}")
+        trainer = Trainer(recipe, parts, out, raw, world)
+        if resumed is not None:
+            trainer.resume(resumed)
+            if world.main:
+                print(f"resuming from {resumed.path} at {trainer.kimg:.3f} kimg")
+        results = trainer.run()
+    finally:
+        distributed.leave()
+    if not world.main:
+        return 0
+    if trainer.stop_signal is not None:
+        name = signal.Signals(trainer.stop_signal).name
+        print(f"stopped by {name} at {trainer.kimg:.3f} kimg; checkpoint {trainer.last_checkpoint}; continue with "
+              f"gancore run {source} --resume {out}", file=sys.stderr)
+        return 128 + trainer.stop_signal
     for name, value in results.items():
         print(f"{name}: {value:.4g}")
-    print(f"done: samples, log.jsonl, TensorBoard events and network-final.pt in {out}")
+    print(f"done: samples, log.jsonl, TensorBoard events, checkpoints and network-final.pt in {out}")
     return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line for each process: the same arguments, less ``--nproc``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def _prepare_run(args: argparse.Namespace, source: Path, raw: dict) -> tuple[Path, Checkpoint | None]:
+    """On rank 0: the run directory, and for a resume the newest checkpoint that passes (newer ones refused, said why)."""
+    from gancore import checkpoint as checkpoints
+
+    if args.resume is None:
+        return _run_dir(args.out, source.stem), None
+    if not args.resume.is_dir():
+        raise GancoreError(f"--resume {args.resume}: no such run directory")
+    found, refused = checkpoints.newest_good(args.resume, raw)
+    for reason in refused:
+        print(f"skipping a checkpoint: {reason}", file=sys.stderr)
+    return args.resume, found
+
+
+def _agree(world: Any, decide: Callable[[], T]) -> T:
+    """Rank 0 decides (and may fail with a GancoreError); every process gets the same answer or the same error."""
+    from gancore.distributed import broadcast
+
+    answer, failure = None, None
+    if world.main:
+        try:
+            answer = decide()
+        except GancoreError as exc:
+            failure = str(exc)
+    answer, failure = broadcast((answer, failure), world)
+    if failure is not None:
+        raise GancoreError(failure)
+    return answer
 
 
 def _named(source: Path, step: Callable[..., T], *args: Any) -> T:
@@ -219,5 +312,14 @@ def cmd_summary(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins, "list": cmd_list,
+def cmd_sample(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore.sampling import load_generator, sample_grid
+
+    generator, source = load_generator(args.run_dir, registry, args.checkpoint, args.device)
+    written = sample_grid(generator, args.n, args.out, seed=args.seed, truncation=args.truncation, label=args.label)
+    print(f"{args.n} samples from {source} -> {written}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "validate": cmd_validate, "plugins": cmd_plugins, "list": cmd_list,
             "show": cmd_show, "schema": cmd_schema, "summary": cmd_summary}

@@ -29,6 +29,9 @@ class Generator(nn.Module, metaclass=ABCMeta):
     in the data's own coordinates.
     """
 
+    cross_replica_batchnorm: bool = False
+    """True when the network's BatchNorm statistics should span every process's batch (BigGAN)."""
+
     def __init__(self, z_dim: int, num_classes: int, resolution: int, channels: int) -> None:
         super().__init__()
         self.z_dim = z_dim
@@ -43,9 +46,22 @@ class Generator(nn.Module, metaclass=ABCMeta):
             return (self.channels,)
         return (self.channels, self.resolution, self.resolution)
 
-    def sample_z(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> Tensor:
-        """Draw n latents from the prior the generator was trained with (standard normal by default)."""
-        return torch.randn(n, self.z_dim, device=device, generator=generator)
+    def sample_z(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                 truncation: float | None = None) -> Tensor:
+        """Draw n latents from the prior the generator was trained with (standard normal by default).
+
+        With ``truncation`` t, components with |z| > t are drawn again until none is left (BigGAN's
+        truncation trick: a truncated normal, not a clamped or rescaled one).
+        """
+        z = torch.randn(n, self.z_dim, device=device, generator=generator)
+        if truncation is not None:
+            if truncation <= 0:
+                raise ValueError(f"truncation must be positive, got {truncation}")
+            outside = z.abs() > truncation
+            while outside.any():
+                z = torch.where(outside, torch.randn(z.shape, device=z.device, generator=generator), z)
+                outside = z.abs() > truncation
+        return z
 
     @abstractmethod
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor: ...
@@ -58,6 +74,9 @@ class Discriminator(nn.Module, metaclass=ABCMeta):
     when ``num_classes > 0``, labels ``c`` (N,); it returns raw logits of shape (N,).
     It must be twice differentiable with respect to ``x`` (gradient penalties need it).
     """
+
+    cross_replica_batchnorm: bool = False
+    """True when the network's BatchNorm statistics should span every process's batch."""
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -95,6 +114,8 @@ class PenaltyContext:
     ``real_logits``/``fake_logits`` are the phase's own logits (with their graph), so a
     gradient penalty costs no extra forward pass. In G's phase ``real`` and ``real_logits``
     are None unless the loss is relativistic or G is conditional (then a real batch is drawn).
+    ``grad_scale`` is fp16's loss scale: input gradients are taken of the scaled logits (so that
+    they do not underflow) and divided by it again.
     """
 
     network: nn.Module
@@ -106,6 +127,7 @@ class PenaltyContext:
     fake_logits: Tensor | None
     kimg: float
     input_gradient_names: tuple[InputName, ...] = ()
+    grad_scale: float = 1.0
     _gradients: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     def input_gradient(self, which: InputName) -> Tensor:
@@ -123,9 +145,9 @@ class PenaltyContext:
                 )
             logits = {"real": self.real_logits, "fake": self.fake_logits}
             inputs = {"real": self.real, "fake": self.fake}
-            total = sum(logits[n].sum() for n in names)
+            total = sum(logits[n].sum() for n in names) * self.grad_scale
             grads = torch.autograd.grad(total, [inputs[n] for n in names], create_graph=True)
-            self._gradients.update(zip(names, grads))
+            self._gradients.update((n, g / self.grad_scale if self.grad_scale != 1 else g) for n, g in zip(names, grads))
         return self._gradients[which]
 
 
@@ -197,9 +219,12 @@ class Dataset(torch.utils.data.Dataset, metaclass=ABCMeta):
 
     Images are uint8 tensors (C, H, W) in [0, 255]; points are float32 tensors (D,).
     ``label`` is an int in [0, num_classes), or 0 when ``num_classes`` is 0.
+    ``in_memory`` is True when every item is already decoded in memory (fetching costs a gather, so loader
+    worker processes gain nothing).
     """
 
     num_classes: int = 0
+    in_memory: bool = False
 
     @property
     @abstractmethod

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gancore.errors import ConfigError, UnknownComponentError
+from gancore.precision import Precision
 from gancore.registry import Registry
 from gancore.schedule import Scheduled, within
 from gancore.validation import describe_validation_error, key_path, show_value
@@ -64,7 +65,16 @@ class TrainConfig(_Strict):
     num_samples: int = Field(64, gt=0, description="samples in each grid or scatter plot")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     allow_tf32: bool = Field(False, description="let CUDA matmuls and convolutions use TF32 (R3GAN keeps it off)")
-    num_workers: int = Field(0, ge=0, description="data-loading worker processes")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="data-loading worker processes per training process; auto: none for data held in "
+        "memory, else a share of the CPUs"
+    )
+    precision: Precision = Field("fp32", description="fp32, or autocast to bf16 (parameters stay fp32); fp16 "
+                                 "runs with a dynamic loss scale")
+    checkpoint_every_kimg: float = Field(100.0, gt=0, description="a checkpoint every so many kimg, and at the end")
+    keep_checkpoints: int = Field(3, ge=1, description="how many of the newest checkpoints to keep")
+    max_bad_steps: int = Field(10, ge=1, description="stop after this many updates in a row skipped for a "
+                               "non-finite loss or gradient")
 
 
 class Recipe(_Strict):

@@ -1,40 +1,69 @@
-"""Training scalars: averaged between log points, written to JSONL and TensorBoard."""
+"""Training scalars: averaged between log points and over processes, written to JSONL and TensorBoard by rank 0."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from gancore.distributed import World, all_reduce_sum_
+
 
 class ScalarLog:
-    """Collects per-step values (tensors are read only at log time, so the GPU is not synchronised each step)."""
+    """Collects per-step values (tensors are read only at log time, so the GPU is not synchronised each step).
 
-    def __init__(self, out_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    Every process collects its own values; ``write`` averages them over the log interval and over the
+    processes, and rank 0 (``out_dir`` given) writes them. Other processes pass ``out_dir=None``.
+    """
 
+    def __init__(self, out_dir: Path | None, world: World | None = None) -> None:
         self._values: dict[str, list[Tensor | float]] = defaultdict(list)
-        self._jsonl = (out_dir / "log.jsonl").open("a")
-        self._tb = SummaryWriter(str(out_dir))
+        self.out_dir = out_dir
+        self.world = world or World()
+        self._jsonl: Any = None
+        self._tb: Any = None
+        self._purge_step: int | None = None
+
+    def _open(self) -> bool:
+        """Open the files on first use (rank 0 only); False on other processes."""
+        if self.out_dir is None:
+            return False
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._jsonl = (self.out_dir / "log.jsonl").open("a")
+            self._tb = SummaryWriter(str(self.out_dir), purge_step=self._purge_step)
+        return True
 
     def add(self, name: str, value: Tensor | float) -> None:
         self._values[name].append(value.detach() if isinstance(value, Tensor) else value)
 
     def write(self, kimg: float, extra: dict[str, float] | None = None) -> dict[str, float]:
-        """Average what was added since the last write, record it at ``kimg`` and return it."""
-        means = {k: float(torch.tensor([float(v) for v in vs]).mean()) for k, vs in self._values.items() if vs}
-        means.update(extra or {})
+        """Average what was added since the last write over steps and processes, record it at ``kimg`` and return it.
+
+        Every process must call it at the same step (it is a collective when there are several).
+        """
+        names = sorted(self._values)
+        local = torch.tensor([float(torch.stack([torch.as_tensor(v, dtype=torch.float64).cpu()
+                                                 for v in self._values[k]]).mean()) for k in names],
+                             dtype=torch.float64)
         self._values.clear()
-        self.record(kimg, means)
-        return means
+        means = all_reduce_sum_(local.to(self.world.device), self.world).cpu() / self.world.size
+        values = dict(zip(names, means.tolist()))
+        values.update(extra or {})
+        self.record(kimg, values)
+        return values
 
     def record(self, kimg: float, values: dict[str, float]) -> None:
         """Write values as they are (no averaging): a JSONL line and TensorBoard scalars at step ``kimg``."""
+        if not self._open():
+            return
         self._jsonl.write(json.dumps({"kimg": round(kimg, 3), **values}) + "\n")
         self._jsonl.flush()
         step = int(round(kimg * 1000))
@@ -42,11 +71,38 @@ class ScalarLog:
             self._tb.add_scalar(name, value, step)
         self._tb.flush()
 
+    def event(self, kimg: float, fields: dict[str, Any]) -> None:
+        """A line in the JSONL log only: something that happened, such as a skipped update."""
+        if self._open():
+            self._jsonl.write(json.dumps({"kimg": round(kimg, 3), **fields}) + "\n")
+            self._jsonl.flush()
+
     def image(self, name: str, path: Path, kimg: float) -> None:
         """Show a PNG written by the run in TensorBoard too."""
+        if not self._open():
+            return
         picture = np.asarray(Image.open(path).convert("RGB"))
         self._tb.add_image(name, picture, int(round(kimg * 1000)), dataformats="HWC")
 
+    def rewind(self, kimg: float) -> None:
+        """Forget what a stopped run logged after ``kimg``, before a resumed run logs it again."""
+        if self.out_dir is None:
+            return
+        self._purge_step = int(round(kimg * 1000)) + 1  # TensorBoard drops events from this step on
+        path = self.out_dir / "log.jsonl"
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines(keepends=True) if _logged_by(line, kimg)]
+            path.write_text("".join(kept))
+
     def close(self) -> None:
-        self._jsonl.close()
-        self._tb.close()
+        if self._tb is not None:
+            self._jsonl.close()
+            self._tb.close()
+
+
+def _logged_by(line: str, kimg: float) -> bool:
+    """Whether a JSONL line is whole and was written at or before ``kimg`` (a killed run may leave half a line)."""
+    try:
+        return bool(line.endswith("\n")) and json.loads(line).get("kimg", 0) <= round(kimg, 3)
+    except json.JSONDecodeError:
+        return False

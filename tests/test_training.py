@@ -15,6 +15,7 @@ from torch import Tensor
 
 from gancore import recipe as recipes
 from gancore.build import build
+from gancore.data import Batches
 from gancore.interfaces import Augmenter, PenaltyContext, Regularizer
 from gancore.registry import default_registry
 from gancore.training import Trainer
@@ -34,6 +35,11 @@ def toy(**train: Any) -> dict[str, Any]:
                   "num_samples": 16, "device": "cpu", **train},
     }
     return raw
+
+
+def batches(t: Trainer) -> Batches:
+    """The trainer's data, as its loop would draw it."""
+    return Batches(t.parts.dataset, t.cfg.batch_size, t.world, t.recipe.seed, 0, t.conditional)
 
 
 def trainer(raw: dict[str, Any], out: Path) -> Trainer:
@@ -132,12 +138,11 @@ class Recorder(Augmenter):
 def test_everything_d_sees_is_augmented(tmp_path: Path) -> None:
     t = trainer(toy(), tmp_path)
     t.augmenter = t.parts.augmenter = Recorder()
-    log = _NullLog()
-    real, c = next(t._batches())
-    t.discriminator_phase(real, c, log)
+    real, c = batches(t).next()
+    t.discriminator_phase(real, c)
     assert len(t.augmenter.seen) == 2  # reals and fakes
     assert t.augmenter.updates == [(0.064, (64,))]
-    t.generator_phase(real, c, log)
+    t.generator_phase(real, c)
     assert len(t.augmenter.seen) == 4  # G's fakes and, for the relativistic loss, the paired reals
     # D sees the augmented input: its logits equal D(2x)
     with torch.no_grad():
@@ -168,12 +173,11 @@ def test_penalties_run_on_their_targets_at_their_interval(tmp_path: Path) -> Non
     on_d = CountingPenalty(("discriminator",), every=3, inputs=("real",))
     t.penalties = {"generator": [("Penalty/g", on_g)], "discriminator": [("Penalty/d", on_d)]}
     t.d_input_grads = ("real",)
-    log = _NullLog()
-    batches = t._batches()
+    data = batches(t)
     for _ in range(3):
         for _ in range(t.cfg.d_steps_per_g_step):
-            t.discriminator_phase(*next(batches), log)
-        t.generator_phase(*next(batches), log)
+            t.discriminator_phase(*data.next())
+        t.generator_phase(*data.next())
     assert t.steps == {"discriminator": 6, "generator": 3}
     assert len(on_d.calls) == 2  # D steps 0 and 3
     assert len(on_g.calls) == 2  # G steps 0 and 2
@@ -236,8 +240,3 @@ def test_conditional_image_training_on_digits(tmp_path: Path) -> None:
     assert grid.mode == "L"
     last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(last["Loss/D"]) and math.isfinite(last["Penalty/wgan_gp"])
-
-
-class _NullLog:
-    def add(self, name: str, value: Any) -> None:
-        pass

@@ -18,10 +18,12 @@ Classes = Annotated[int, Field(ge=0, description="0 for an unconditional network
 Resolution = Annotated[int, Field(ge=0, description="image side; 0 for points of dimension `channels`")]
 
 
-def _mlp(inputs: int, width: int, depth: int, outputs: int) -> nn.Sequential:
+def _mlp(inputs: int, width: int, depth: int, outputs: int, batchnorm: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(inputs if i == 0 else width, width), nn.LeakyReLU(0.2)]
+        layers += [nn.Linear(inputs if i == 0 else width, width)]
+        layers += [nn.BatchNorm1d(width)] if batchnorm else []
+        layers += [nn.LeakyReLU(0.2)]
     layers.append(nn.Linear(width, outputs))
     return nn.Sequential(*layers)
 
@@ -39,11 +41,14 @@ class MLPGenerator(Generator):
         resolution: Resolution = 0,
         num_classes: Classes = 0,
         embed_dim: Annotated[int, Field(gt=0, description="class embedding size, when conditional")] = 32,
+        batchnorm: Annotated[bool, Field(description="BatchNorm after each hidden layer, with statistics over "
+                                                     "the global batch under data parallelism")] = False,
     ) -> None:
         super().__init__(z_dim, num_classes, resolution, channels)
+        self.cross_replica_batchnorm = batchnorm
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         inputs = z_dim + (embed_dim if num_classes else 0)
-        self.net = _mlp(inputs, width, depth, math.prod(self.output_shape))
+        self.net = _mlp(inputs, width, depth, math.prod(self.output_shape), batchnorm)
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         if self.embed is not None:
