@@ -21,7 +21,7 @@ Resolution = Annotated[int, Field(ge=0, description="image side; 0 for points of
 def _mlp(inputs: int, width: int, depth: int, outputs: int, batchnorm: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(inputs if i == 0 else width, width)]
+        layers += [nn.Linear(inputs if i == 0 else width, width, bias=not batchnorm)]  # BatchNorm removes a bias
         layers += [nn.BatchNorm1d(width)] if batchnorm else []
         layers += [nn.LeakyReLU(0.2)]
     layers.append(nn.Linear(width, outputs))
