@@ -50,11 +50,11 @@ class ScalarLog:
         Every process must call it at the same step (it is a collective when there are several).
         """
         names = sorted(self._values)
-        local = torch.tensor([float(torch.stack([torch.as_tensor(v, dtype=torch.float64).cpu()
-                                                 for v in self._values[k]]).mean()) for k in names],
-                             dtype=torch.float64)
+        device = self.world.device
+        local = torch.stack([torch.stack([torch.as_tensor(v, device=device).double() for v in self._values[k]]).mean()
+                             for k in names]) if names else torch.zeros(0, dtype=torch.float64, device=device)
         self._values.clear()
-        means = all_reduce_sum_(local.to(self.world.device), self.world).cpu() / self.world.size
+        means = all_reduce_sum_(local, self.world).cpu() / self.world.size  # one transfer for all
         values = dict(zip(names, means.tolist()))
         values.update(extra or {})
         self.record(kimg, values)

@@ -204,12 +204,17 @@ def test_run_writes_logs_tensorboard_samples_and_networks(tmp_path: Path) -> Non
     results = t.run()
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [round(line["kimg"], 3) for line in lines if "Loss/D" in line] == [0.512, 1.024]
-    assert {"Loss/D", "Loss/G", "Penalty/r1", "Penalty/r2", "D/real", "D/fake", "Progress/img_per_s"} <= set(lines[0])
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     scalars = events.Tags()["scalars"]
-    assert {"Loss/D", "Loss/G", "Penalty/r1", "Metrics/mixture_modes/modes"} <= set(scalars)
+    logged = {"Loss/D", "Loss/G", "Penalty/r1", "Penalty/r2", "D/real", "D/fake", "Grad/D_norm", "Grad/G_norm",
+              "Progress/lr_G", "Progress/lr_D", "Progress/img_per_s", "Progress/kimg", "Timing/data_wait_share"}
+    assert set(lines[0]) == logged | {"kimg"}  # the JSONL line and TensorBoard hold the same scalars
+    assert logged | {"Metrics/mixture_modes/modes"} <= set(scalars)
     assert [e.step for e in events.Scalars("Loss/D")] == [512, 1024]
+    for name in logged:
+        assert [e.value for e in events.Scalars(name)] == pytest.approx([line[name] for line in lines[:2]], rel=1e-6)
+    assert all(0 <= line["Timing/data_wait_share"] <= 1 and line["Grad/D_norm"] > 0 for line in lines[:2])
     assert events.Tags()["images"] == ["Samples/ema"]
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["fakes-000001.0kimg.png"]
     assert json.loads((tmp_path / "metrics.json").read_text())["mixture_modes/modes"] == results["mixture_modes/modes"]
