@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, default_registry())
     except GancoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # in a multi-process run every process fails alike; one says why
+            print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -103,6 +105,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     recipe, raw = recipes.load(source, registry, args.override)
     world = distributed.join(recipe.train.device)
     try:
+        if recipe.train.batch_size % world.size:
+            raise ConfigError([f"train.batch_size = {recipe.train.batch_size}: cannot be split evenly over "
+                               f"{world.size} processes; use a multiple of {world.size}"], str(source))
         parts = _named(source, build, recipe, registry)
         from gancore.training import Trainer
 
@@ -122,8 +127,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         return 0
     if trainer.stop_signal is not None:
         name = signal.Signals(trainer.stop_signal).name
+        again = f"gancore run {source} --resume {out}" + (f" --nproc {world.size}" if world.distributed else "")
         print(f"stopped by {name} at {trainer.kimg:.3f} kimg; checkpoint {trainer.last_checkpoint}; continue with "
-              f"gancore run {source} --resume {out}", file=sys.stderr)
+              f"{again}", file=sys.stderr)
         return 128 + trainer.stop_signal
     for name, value in results.items():
         print(f"{name}: {value:.4g}")

@@ -115,6 +115,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     torchrun stops the others when one process fails and forwards SIGINT/SIGTERM to every process.
     Each process gets an equal share of the CPUs as its threads unless ``OMP_NUM_THREADS`` is set.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -126,6 +127,8 @@ def launch(nproc: int, argv: list[str]) -> int:
     )
     try:
         run(args)
+    except SignalException as exc:  # the processes were told too; rank 0 said where its checkpoint is
+        return 128 + int(exc.sigval)
     except ChildFailedError as exc:
         failures = exc.failures
         first = min(failures.values(), key=lambda f: f.timestamp)

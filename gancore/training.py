@@ -340,9 +340,14 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """SIGINT or SIGTERM: finish the step, write a checkpoint and stop; a second SIGINT stops at once."""
+        """SIGINT or SIGTERM: finish the step, write a checkpoint and stop.
+
+        A second SIGINT stops a single process at once; under torchrun it is ignored, since torchrun
+        forwards the first to every process again and kills them itself if they take too long.
+        """
         self.stop_signal = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not self.world.distributed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _stop_requested(self) -> bool:
         """Whether any process was asked to stop; all of them agree, so they stop at the same step."""
