@@ -140,6 +140,8 @@ def save(run_dir: Path, nimg: int, state: dict[str, Any], recipe: dict[str, Any]
                               f"{run_dir} writable, then resume with --resume {run_dir}") from None
     for _, old in listed(run_dir)[keep:]:
         old.unlink(missing_ok=True)
+    for orphan in path.parent.glob(".checkpoint-*.pt.partial"):  # left by a writer that crashed
+        orphan.unlink(missing_ok=True)
     return path
 
 

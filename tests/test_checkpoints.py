@@ -131,6 +131,11 @@ def test_corrupted_newest_checkpoint_falls_back_to_the_newest_good_one(tmp_path:
     middle.write_bytes(middle.read_bytes()[:500])  # cut short, as by a crash without the atomic rename
     found, refused = checkpoints.newest_good(tmp_path, recipe)
     assert found.nimg == 100 and len(refused) == 2 and "cut short or corrupted" in refused[1]
+    crashed = tmp_path / "checkpoints" / ".checkpoint-000000000250.pt.partial"  # a writer killed mid-write
+    crashed.write_bytes(b"PK\x03\x04")
+    assert checkpoints.newest_good(tmp_path, recipe)[0].nimg == 100  # never taken for a checkpoint
+    write(tmp_path, 400, recipe)
+    assert not crashed.exists()  # and cleared by the next write
 
 
 def test_checkpoint_of_another_recipe_is_refused_with_the_keys_that_differ(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -109,14 +108,8 @@ def test_an_uneven_split_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "o").exists()  # refused before a run directory was made
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _batchnorm_worker(rank: int, port: int, x: torch.Tensor, weight: torch.Tensor, out: dict[int, Any]) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _batchnorm_worker(rank: int, rendezvous: Path, x: torch.Tensor, weight: torch.Tensor, out: dict[int, Any]) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
         torch.manual_seed(0)
         bn = cross_replica(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))[0]
@@ -132,11 +125,11 @@ def _batchnorm_worker(rank: int, port: int, x: torch.Tensor, weight: torch.Tenso
         dist.destroy_process_group()
 
 
-def test_cross_replica_batchnorm_equals_one_batchnorm_over_the_whole_batch() -> None:
+def test_cross_replica_batchnorm_equals_one_batchnorm_over_the_whole_batch(tmp_path: Path) -> None:
     x = torch.randn(8, 3, 5, 5) * torch.tensor([1.0, 3.0, 0.2]).view(1, 3, 1, 1) + 2
     weight = torch.randn(8, 3, 5, 5)
     results = mp.Manager().dict()
-    mp.spawn(_batchnorm_worker, args=(_free_port(), x, weight, results), nprocs=2)
+    mp.spawn(_batchnorm_worker, args=(tmp_path / "rendezvous", x, weight, results), nprocs=2)
     whole = torch.nn.BatchNorm2d(3)
     inputs = x.clone().requires_grad_(True)
     y = whole(inputs)

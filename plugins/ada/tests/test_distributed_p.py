@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,14 +18,8 @@ def adaptive() -> ADA:
     return default_registry().create("augmenter", "ada", {"p": 0.0, "target": 0.6, "interval": 2, "adjust_kimg": 0.5})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _adapt(rank: int, port: int, logits: torch.Tensor, out: dict[int, Any]) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _adapt(rank: int, rendezvous: Path, logits: torch.Tensor, out: dict[int, Any]) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
         ada = adaptive()
         for step in logits:  # (steps, global batch): this rank's half of each step's batch
@@ -35,12 +29,12 @@ def _adapt(rank: int, port: int, logits: torch.Tensor, out: dict[int, Any]) -> N
         dist.destroy_process_group()
 
 
-def test_two_processes_move_p_as_one_process_with_the_whole_batch() -> None:
+def test_two_processes_move_p_as_one_process_with_the_whole_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     # mostly positive logits on reals (D overfits) for 4 steps, then mostly negative for 2
     logits = torch.cat([torch.randn(4, 16) + 1.0, torch.randn(2, 16) - 2.0])
     results = mp.Manager().dict()
-    mp.spawn(_adapt, args=(_free_port(), logits, results), nprocs=2)
+    mp.spawn(_adapt, args=(tmp_path / "rendezvous", logits, results), nprocs=2)
     whole = adaptive()
     for step in logits:
         whole.update(0.0, step)
