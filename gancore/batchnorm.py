@@ -1,34 +1,54 @@
 """Cross-replica BatchNorm: batch statistics over the global batch of a data-parallel run (BigGAN).
 
-torch's ``SyncBatchNorm`` runs on GPUs only; this one reduces the per-channel sums with the
-differentiable ``torch.distributed.nn`` all-reduce, so it works on gloo (CPU) and NCCL alike, and
-its gradient flows through the statistics of every rank as in one big batch.
+torch's ``SyncBatchNorm`` runs on GPUs only; this one reduces the per-channel sums with an all-reduce
+whose backward is an all-reduce too, so it works on gloo (CPU) and NCCL alike, and its gradient flows
+through the statistics of every rank as in one big batch.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """All-reduce (sum) whose backward sums the gradients of every process in turn, as one big batch's would be."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        total = x.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+def _synced() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def global_moments(x: Tensor, dims: list[int]) -> tuple[Tensor, Tensor, int]:
     """Mean and biased variance of ``x`` over ``dims`` and over every process's batch, and the count.
 
-    Differentiable: the all-reduce's backward sums the gradients of every rank, as the forward
-    summed their values. Accumulated in float32 whatever the input's dtype.
+    Differentiable, in float32 whatever the input's dtype, and in two passes (the mean, then the
+    squared deviations from it), so that a large mean does not cancel the variance's digits.
     """
-    import torch.distributed as dist
-    from torch.distributed.nn.functional import all_reduce
-
     xf = x.float()
     count = x.numel() // x.shape[1]
-    sums = torch.cat([xf.sum(dims), (xf * xf).sum(dims)])
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        sums = all_reduce(sums)
-        count *= dist.get_world_size()
-    mean, square = sums.chunk(2)
-    mean, square = mean / count, square / count
-    return mean, (square - mean * mean).clamp_min(0), count
+    world = dist.get_world_size() if _synced() else 1
+    total = xf.sum(dims)
+    mean = (_SumOverProcesses.apply(total) if world > 1 else total) / (count * world)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    squares = (xf - mean.view(shape)).square().sum(dims)
+    var = (_SumOverProcesses.apply(squares) if world > 1 else squares) / (count * world)
+    return mean, var, count * world
 
 
 class CrossReplicaBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -42,10 +62,7 @@ class CrossReplicaBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected an input with a channel dimension, got shape {tuple(input.shape)}")
 
     def forward(self, x: Tensor) -> Tensor:
-        import torch.distributed as dist
-
-        synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if not (self.training and synced):
+        if not (self.training and _synced()):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         mean, var, count = global_moments(x, dims)

@@ -126,8 +126,11 @@ def _batchnorm_worker(rank: int, rendezvous: Path, x: torch.Tensor, weight: torc
 
 
 def test_cross_replica_batchnorm_equals_one_batchnorm_over_the_whole_batch(tmp_path: Path) -> None:
-    x = torch.randn(8, 3, 5, 5) * torch.tensor([1.0, 3.0, 0.2]).view(1, 3, 1, 1) + 2
-    weight = torch.randn(8, 3, 5, 5)
+    g = torch.Generator().manual_seed(0)
+    # channel 2 has mean 20 and deviation 0.2: E[x²] − E[x]² in float32 would lose its variance's digits
+    x = torch.randn(8, 3, 5, 5, generator=g) * torch.tensor([1.0, 3.0, 0.2]).view(1, 3, 1, 1) + torch.tensor(
+        [2.0, -1.0, 20.0]).view(1, 3, 1, 1)
+    weight = torch.randn(8, 3, 5, 5, generator=g)
     results = mp.Manager().dict()
     mp.spawn(_batchnorm_worker, args=(tmp_path / "rendezvous", x, weight, results), nprocs=2)
     whole = torch.nn.BatchNorm2d(3)
