@@ -37,7 +37,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +51,8 @@ from gancore.builtin.metrics import MixtureModes
 from gancore.recipe import read_yaml, validate
 from gancore.registry import default_registry
 from gancore.sampling import GeneratorSampler
-from gancore.scalars import ScalarLog
-from gancore.training import Trainer, to_model_space
+from gancore.data import Batches, to_model_space
+from gancore.training import Trainer, TrainingStopped
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "toy_25gaussians.yaml"
 GAMMA = 0.3
@@ -99,15 +99,13 @@ def make_trainer(config: Config, seed: int, kimg: float, log_dir: Path) -> Train
     return Trainer(recipe, build(recipe, registry), log_dir, raw)
 
 
-def train_step(trainer: Trainer, batches: Iterator[tuple[Tensor, Tensor | None]], log: ScalarLog) -> None:
+def train_step(trainer: Trainer, batches: Batches) -> None:
     """One iteration of ``Trainer.run``: schedules, D's steps, G's step (with its own reals if needed), EMA."""
     trainer.follow_schedules()
     for _ in range(trainer.cfg.d_steps_per_g_step):
-        real, c = next(batches)
-        trainer.discriminator_phase(real, c, log)
+        trainer.discriminator_phase(*batches.next())
     needs_real = trainer.conditional or trainer.parts.loss.relativistic
-    real, c = next(batches) if needs_real else (None, None)
-    trainer.generator_phase(real, c, log)
+    trainer.generator_phase(*(batches.next() if needs_real else (None, None)))
     trainer.update_ema()
 
 
@@ -148,8 +146,8 @@ def run_one(key: str, seed: int, kimg: float, every_kimg: float, out: Path) -> P
     log_dir = out / name
     log_dir.mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(CONFIGS[key], seed, kimg, log_dir)
-    log = ScalarLog(log_dir)
-    batches = trainer._batches()
+    log = trainer.log
+    batches = Batches(trainer.parts.dataset, trainer.cfg.batch_size, trainer.world, seed, 0, trainer.conditional)
     probe_rng = torch.Generator().manual_seed(seed + 4)  # apart from the Trainer's streams (seed .. seed + 3)
     result: dict[str, Any] = {"config": key, "label": CONFIGS[key].label, "seed": seed, "total_kimg": kimg,
                               "every_kimg": every_kimg, "diverged_kimg": None, "finished": False, "points": []}
@@ -157,9 +155,13 @@ def run_one(key: str, seed: int, kimg: float, every_kimg: float, out: Path) -> P
     start = time.perf_counter()
     while trainer.nimg < total_nimg:
         before = trainer.nimg
-        train_step(trainer, batches, log)
+        try:
+            train_step(trainer, batches)
+            stopped = False
+        except TrainingStopped:  # train.max_bad_steps non-finite steps in a row: their NaNs are in the log
+            stopped = True
         done = trainer.nimg >= total_nimg
-        measure = done or crossed(trainer.nimg, before, every_kimg)
+        measure = done or stopped or crossed(trainer.nimg, before, every_kimg)
         if not (measure or crossed(trainer.nimg, before, log_every)):
             continue
         point = {"kimg": trainer.kimg, **log.write(trainer.kimg, gradient_norms(trainer, probe_rng))}

@@ -57,8 +57,8 @@ from gancore.build import Parts, build_networks
 from gancore.builtin.datasets.base import TensorImageDataset
 from gancore.recipe import validate
 from gancore.registry import Registry, default_registry
-from gancore.scalars import ScalarLog
-from gancore.training import Trainer, to_model_space
+from gancore.data import to_model_space
+from gancore.training import Trainer
 
 NUM_CLASSES = 10
 GAMMA = 0.05
@@ -242,10 +242,10 @@ def forward_flops(trainer: Trainer, real: Tensor, c: Tensor) -> tuple[int, int]:
         return count_flops(lambda: trainer.G(z, c)), count_flops(lambda: trainer.D(real, c))
 
 
-def train_step(trainer: Trainer, real_d: Tensor, c_d: Tensor, real_g: Tensor, c_g: Tensor, log: ScalarLog) -> None:
+def train_step(trainer: Trainer, real_d: Tensor, c_d: Tensor, real_g: Tensor, c_g: Tensor) -> None:
     """D's phase on one real batch, then G's phase with a second real batch, as ``Trainer.run`` does."""
-    trainer.discriminator_phase(real_d, c_d, log)
-    trainer.generator_phase(real_g, c_g, log)
+    trainer.discriminator_phase(real_d, c_d)
+    trainer.generator_phase(real_g, c_g)
 
 
 def measure(precision: str, args: argparse.Namespace, device: torch.device, registry: Registry) -> Result:
@@ -255,21 +255,20 @@ def measure(precision: str, args: argparse.Namespace, device: torch.device, regi
     raw = make_recipe(args.batch, device.type, args.widths, bf16)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(raw, registry, data, Path(tmp), args.channels_last == "on")
-        log = ScalarLog(Path(tmp))
         (real_d, c_d), (real_g, c_g) = batches(data, args.batch, device, args.channels_last == "on")
-        d_flop = count_flops(lambda: trainer.discriminator_phase(real_d, c_d, log))
-        g_flop = count_flops(lambda: trainer.generator_phase(real_g, c_g, log))
+        d_flop = count_flops(lambda: trainer.discriminator_phase(real_d, c_d))
+        g_flop = count_flops(lambda: trainer.generator_phase(real_g, c_g))
         g_fwd, d_fwd = forward_flops(trainer, real_d, c_d)
         for _ in range(args.warmup):
-            train_step(trainer, real_d, c_d, real_g, c_g, log)
+            train_step(trainer, real_d, c_d, real_g, c_g)
         times = []
         for _ in range(args.steps):
             synchronize(device)
             start = time.perf_counter()
-            train_step(trainer, real_d, c_d, real_g, c_g, log)
+            train_step(trainer, real_d, c_d, real_g, c_g)
             synchronize(device)
             times.append(time.perf_counter() - start)
-        log.close()
+        trainer.log.close()
     del trainer
     if device.type == "cuda":
         torch.cuda.empty_cache()
