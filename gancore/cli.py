@@ -118,6 +118,10 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         trainer = Trainer(recipe, parts, out, raw, world)
         if resumed is not None:
             trainer.resume(resumed)
+            if trainer.nimg >= recipe.train.total_kimg * 1000:
+                raise GancoreError(f"{out} already reached train.total_kimg = {recipe.train.total_kimg:g} "
+                                   f"({trainer.kimg:.3f} kimg trained); to train longer, resume with "
+                                   f"-o train.total_kimg=MORE")
             if world.main:
                 print(f"resuming from {resumed.path} at {trainer.kimg:.3f} kimg")
         results = trainer.run()

@@ -299,3 +299,15 @@ def test_sigint_and_sigterm_write_a_checkpoint_and_exit_cleanly(tmp_path: Path, 
     assert f"stopped by {which.name} at {last[0] / 1000:.3f} kimg; checkpoint {last[1]}; continue with gancore run " \
            f"{recipe} --resume {run}" in err
     assert checkpoints.read(last[1]).state["progress"]["nimg"] == last[0]
+
+
+def test_resuming_a_finished_run_says_how_to_train_longer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "digits.yaml"
+    recipe.write_text(yaml.safe_dump(digits(total_kimg=0.064, num_workers=0)))
+    assert cli.main(["run", str(recipe), "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", "--resume", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'run'} already reached train.total_kimg = 0.064 (0.064 kimg "
+                                       f"trained); to train longer, resume with -o train.total_kimg=MORE\n")
+    assert cli.main(["run", "--resume", str(tmp_path / "run"), "-o", "train.total_kimg=0.128"]) == 0
+    assert checkpoints.listed(tmp_path / "run")[0][0] == 128
