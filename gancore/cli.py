@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gancore.errors import ConfigError, GancoreError
-if TYPE_CHECKING:
-    from gancore.checkpoint import Checkpoint
 from gancore.interfaces import KINDS
 from gancore.registry import Registry, default_registry
+
+if TYPE_CHECKING:
+    from gancore.checkpoint import Checkpoint
 
 EXIT_USAGE = 2
 T = TypeVar("T")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -130,8 +131,9 @@ def launch(nproc: int, argv: list[str]) -> int:
     except SignalException as exc:  # the processes were told too; rank 0 said where its checkpoint is
         return 128 + int(exc.sigval)
     except ChildFailedError as exc:
-        failures = exc.failures
-        first = min(failures.values(), key=lambda f: f.timestamp)
+        first = min(exc.failures.values(), key=lambda f: f.timestamp)
+        if first.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped on a signal, checkpoint written
+            return first.exitcode
         print(f"error: process {first.local_rank} of {nproc} failed with exit status {first.exitcode}; "
               f"the others were stopped", file=sys.stderr)
         return first.exitcode if first.exitcode > 0 else 1
