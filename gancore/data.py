@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from gancore.distributed import World, rank_seed
+from gancore.distributed import World, derive_seed
 from gancore.interfaces import Dataset
 
 
@@ -34,7 +34,7 @@ class ShardedBatches(torch.utils.data.Sampler[list[int]]):
 
     def epoch_order(self, epoch: int) -> Tensor:
         """The permutation of epoch ``epoch``: the same on every process."""
-        rng = torch.Generator().manual_seed(rank_seed(self.seed, -1 - epoch))
+        rng = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
         return torch.randperm(self.length, generator=rng)
 
     def __iter__(self) -> Iterator[list[int]]:

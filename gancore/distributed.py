@@ -79,9 +79,9 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def rank_seed(seed: int, rank: int) -> int:
-    """A seed for one rank's own random stream (augmentation, penalties' noise), derived from the recipe's."""
-    digest = hashlib.sha256(f"gancore/{seed}/{rank}".encode()).digest()
+def derive_seed(seed: int, *keys: object) -> int:
+    """A seed for one named stream of a run (a rank's own draws, an epoch's order), derived from the recipe's."""
+    digest = hashlib.sha256("/".join(["gancore", str(seed), *map(str, keys)]).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

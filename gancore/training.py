@@ -28,7 +28,7 @@ from gancore import checkpoint as checkpoints
 from gancore.batchnorm import cross_replica
 from gancore.build import Parts
 from gancore.data import Batches
-from gancore.distributed import World, all_reduce_sum_, broadcast, gather, join, rank_seed
+from gancore.distributed import World, all_reduce_sum_, broadcast, derive_seed, gather, join
 from gancore.errors import GancoreError
 from gancore.images import save_samples
 from gancore.interfaces import PenaltyContext
@@ -82,7 +82,7 @@ class Trainer:
                            (self.world.rank + 1) * cfg.batch_size // self.world.size)
         # latents of the whole global batch, drawn alike on every process: each takes its share
         self.z_rng = torch.Generator(self.device).manual_seed(recipe.seed + 1)
-        torch.manual_seed(rank_seed(recipe.seed, self.world.rank))  # this process's own stream
+        torch.manual_seed(derive_seed(recipe.seed, "rank", self.world.rank))  # this process's own stream
         self.loss_scale = LossScale(cfg.precision)
         self.nimg = 0
         self._last_advance = 0
@@ -310,7 +310,7 @@ class Trainer:
             if "cuda" in own and self.device.type == "cuda":
                 torch.cuda.set_rng_state(own["cuda"], self.device)
         else:
-            torch.manual_seed(rank_seed(self.recipe.seed, self.world.rank) + self.batches_drawn)
+            torch.manual_seed(derive_seed(self.recipe.seed, "rank", self.world.rank, "batch", self.batches_drawn))
             if self.world.main:
                 tqdm.write(f"note: the checkpoint was written by {len(processes)} processes and this run has "
                            f"{self.world.size}; each process's own random stream (augmentation) is re-seeded, so "
