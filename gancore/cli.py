@@ -195,19 +195,24 @@ def _named(source: Path, step: Callable[..., T], *args: Any) -> T:
 
 def _run_dir(out: Path | None, stem: str) -> Path:
     """``--out`` if given (it must not hold files yet), else the first free ``runs/<stem>-<n>``."""
-    if out is not None:
-        if out.exists() and any(out.iterdir()):
-            raise GancoreError(f"--out {out} already holds files; choose an empty or new directory")
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    n = 0
-    while True:
-        candidate = Path("runs") / f"{stem}-{n}"
-        try:
-            candidate.mkdir(parents=True)
-            return candidate
-        except FileExistsError:
-            n += 1
+    try:
+        if out is not None:
+            if out.is_dir() and any(out.iterdir()):
+                raise GancoreError(f"--out {out} already holds files; choose an empty or new directory")
+            out.mkdir(parents=True, exist_ok=True)
+            return out
+        n = 0
+        while True:
+            candidate = Path("runs") / f"{stem}-{n}"
+            try:
+                candidate.mkdir(parents=True)
+                return candidate
+            except FileExistsError:
+                n += 1
+    except OSError as exc:
+        where = out if out is not None else Path("runs")
+        raise GancoreError(f"cannot make the run directory {where}: {exc.strerror or exc}; choose another "
+                           f"with --out") from None
 
 
 def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:

@@ -210,6 +210,16 @@ def test_an_unwritable_run_directory_is_reported_before_training(tmp_path: Path)
     assert t.nimg == 0
 
 
+def test_a_run_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    recipe = tmp_path / "digits.yaml"
+    recipe.write_text(yaml.safe_dump(digits()))
+    assert cli.main(["run", str(recipe), "--out", str(blocker / "run")]) == 2
+    assert capsys.readouterr().err == (f"error: cannot make the run directory {blocker / 'run'}: Not a directory; "
+                                       f"choose another with --out\n")
+
+
 class NonFinite(Regularizer):
     """A penalty that is NaN on the D steps listed."""
 
