@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from gancore.build import build
-from gancore.builtin.metrics import MixtureModes
+from gancore.builtin.metrics.mixture import MixtureModes
 from gancore.recipe import read_yaml, validate
 from gancore.registry import default_registry
 from gancore.sampling import GeneratorSampler

@@ -45,5 +45,3 @@ class MixtureModes(Metric):
         kl = float((share[share > 0] * (share[share > 0] * len(share)).log()).sum())
         return {"modes": covered, "high_quality": float(good.double().mean()), "reverse_kl": kl}
 
-
-COMPONENTS = [MixtureModes]
