@@ -20,8 +20,6 @@ from gancore import checkpoint as checkpoints
 from gancore import cli
 from gancore.batchnorm import CrossReplicaBatchNorm, cross_replica
 
-pytestmark = pytest.mark.xdist_group("processes")  # the multi-process tests share one worker's two cores
-
 
 def recipe(**train: Any) -> dict[str, Any]:
     """Conditional digits, G with BatchNorm (cross-replica), RpGAN + R1 + R2, EMA: every part data parallelism touches."""
