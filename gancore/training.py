@@ -420,7 +420,7 @@ class Trainer:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
             bar.close()
-        if self.world.main:
+        if self.world.main and self.stop_signal is None:  # a stopped run has its checkpoint, not final networks
             self.save_networks()
             (self.out_dir / "metrics.json").write_text(json.dumps({"kimg": self.kimg, **results}, indent=2))
         self.log.close()

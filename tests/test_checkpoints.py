@@ -309,6 +309,7 @@ def test_sigint_and_sigterm_write_a_checkpoint_and_exit_cleanly(tmp_path: Path, 
     assert f"stopped by {which.name} at {last[0] / 1000:.3f} kimg; checkpoint {last[1]}; continue with gancore run " \
            f"{recipe} --resume {run}" in err
     assert checkpoints.read(last[1]).state["progress"]["nimg"] == last[0]
+    assert not (run / "network-final.pt").exists() and not (run / "metrics.json").exists()
 
 
 def test_resuming_a_finished_run_says_how_to_train_longer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
