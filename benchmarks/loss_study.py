@@ -48,10 +48,10 @@ from torch import Tensor
 
 from gancore.build import build
 from gancore.builtin.metrics.mixture import MixtureModes
+from gancore.data import Batches, to_model_space
+from gancore.evaluation import Evaluation
 from gancore.recipe import read_yaml, validate
 from gancore.registry import default_registry
-from gancore.sampling import GeneratorSampler
-from gancore.data import Batches, to_model_space
 from gancore.training import Trainer, TrainingStopped
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "toy_25gaussians.yaml"
@@ -128,8 +128,8 @@ def gradient_norms(trainer: Trainer, rng: torch.Generator) -> dict[str, float]:
 
 def mixture_metrics(trainer: Trainer) -> dict[str, float]:
     """``mixture_modes`` on G's EMA, sampled as the Trainer samples it for its metrics."""
-    sampler = GeneratorSampler(trainer.G_ema, trainer.device, seed=trainer.recipe.seed + 2)
-    results = MixtureModes(num_samples=METRIC_SAMPLES).compute(sampler, trainer.parts.dataset)
+    evaluation = Evaluation(trainer.G_ema, trainer.parts.dataset, seed=trainer.recipe.seed, progress=False)
+    results = MixtureModes(num_samples=METRIC_SAMPLES).compute(evaluation)
     return {f"Metrics/{name}": float(value) for name, value in results.items()}
 
 

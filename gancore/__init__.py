@@ -2,6 +2,7 @@
 
 from gancore.components import ComponentSpec, component
 from gancore.errors import ConfigError, DataError, GancoreError, PluginError, UnknownComponentError
+from gancore.evaluation import Evaluation, FeatureExtractor, Features
 from gancore.hookspecs import CORE_API_VERSION, hookimpl
 from gancore.interfaces import (
     Augmenter,
@@ -12,14 +13,13 @@ from gancore.interfaces import (
     Metric,
     PenaltyContext,
     Regularizer,
-    Sampler,
 )
 from gancore.registry import Registry, create, default_registry, list_components
 from gancore.schedule import Schedule, Scheduled, within
 
 __all__ = [
     "CORE_API_VERSION", "Augmenter", "ComponentSpec", "ConfigError", "DataError", "Dataset", "Discriminator",
-    "GancoreError", "Generator", "Loss", "Metric", "PenaltyContext", "PluginError", "Registry", "Regularizer",
-    "Sampler", "Schedule", "Scheduled", "UnknownComponentError", "component", "create", "default_registry",
-    "hookimpl", "list_components", "within",
+    "Evaluation", "FeatureExtractor", "Features", "GancoreError", "Generator", "Loss", "Metric", "PenaltyContext",
+    "PluginError", "Registry", "Regularizer", "Schedule", "Scheduled", "UnknownComponentError", "component",
+    "create", "default_registry", "hookimpl", "list_components", "within",
 ]

@@ -12,6 +12,7 @@ from gancore.interfaces import Augmenter, Dataset, Discriminator, Generator, Los
 from gancore.recipe import MetricRef, Recipe
 from gancore.registry import Registry
 from gancore.validation import show_value
+from gancore.weights import WeightsNotFound
 
 
 @dataclass
@@ -92,6 +93,8 @@ def build(recipe: Recipe, registry: Registry) -> Parts:
         except ValueError as exc:
             problems.append(f"metrics[{i}].name = {show_value(ref.name)}: {exc}; this recipe's data is "
                             f"{recipe.data.name!r}")
+        except WeightsNotFound as exc:
+            problems.append(f"metrics[{i}].params.{exc.param}: {exc}")
         metrics.append((ref, metric))
     if problems:
         raise ConfigError(problems)

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,19 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 T = TypeVar("T")
+
+_EVAL_OPTIONS: list[tuple[str, str, type, str]] = [
+    ("--num-gen", "N", int, "generated images, for every metric that counts them (fid, kid, is, pr, fd, ...)"),
+    ("--num-real", "N", int, "real images, for every metric that counts them (default: the whole data set)"),
+    ("--inception-weights", "PATH", str, "the FID Inception weights, pt_inception-2015-12-05-6726825d.pth "
+     "(else $GANCORE_INCEPTION_WEIGHTS, else torch's hub folder)"),
+    ("--vgg16-weights", "PATH", str, "torchvision's VGG16 weights for precision/recall, vgg16-397923af.pth "
+     "(else $GANCORE_VGG16_WEIGHTS, else torch's hub folder)"),
+    ("--backbone", "NAME", str, "the timm model of the fd metric, e.g. vit_small_patch14_dinov2"),
+    ("--backbone-weights", "PATH", str, "the local weights file of --backbone (.safetensors or .pth)"),
+    ("--image-size", "N", int, "input side of the fd backbone (DINOv2's timm configs say 518; Stein et al. use 224)"),
+]
+"""Options of ``gancore eval`` that set the metric parameter of the same name (dashes as underscores)."""
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
@@ -52,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
                       help="for a conditional generator: every sample of class K (default: classes in turn)")
     samp.add_argument("--checkpoint", type=Path, help="a checkpoint file (default: the run's newest good one)")
     samp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    ev = sub.add_parser("eval", help="metrics of a run's G EMA (FID, KID, IS, precision/recall, FD, modes), "
+                        "written to RUN_DIR/metrics.jsonl and TensorBoard")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--metric", action="append", default=[], metavar="NAME",
+                    help="a metric by name, with its default parameters (repeatable; default: the recipe's metrics); "
+                         "`gancore list metric` lists them")
+    for option, meta, kind, text in _EVAL_OPTIONS:
+        ev.add_argument(option, metavar=meta, type=kind, help=text)
+    ev.add_argument("--download", action="store_true",
+                    help="download missing published weights into torch's hub folder (needs internet)")
+    ev.add_argument("--checkpoint", type=Path, help="a checkpoint file (default: the run's newest good one)")
+    ev.add_argument("--batch", type=int, default=64, help="images per embedding batch (default 64)")
+    ev.add_argument("--seed", type=int, help="seed of the generated samples (default: the recipe's)")
+    ev.add_argument("--no-cache", action="store_true", help="embed the real data again instead of using the cache")
+    ev.add_argument("--nproc", type=int, default=1, metavar="N",
+                    help="data-parallel processes on this machine (each embeds a share; results do not change)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     val = sub.add_parser("validate", help="check recipes without running them")
     val.add_argument("recipes", type=Path, nargs="+")
@@ -215,6 +247,88 @@ def _run_dir(out: Path | None, stem: str) -> Path:
                            f"with --out") from None
 
 
+def cmd_eval(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore import distributed
+    from gancore.build import _create
+    from gancore.evaluation import Evaluation, append_results
+    from gancore.recipe import MetricRef
+    from gancore.sampling import load_generator
+    from gancore.scalars import tensorboard_scalars
+    from gancore.weights import WeightsNotFound
+
+    if args.nproc < 1:
+        raise GancoreError(f"--nproc {args.nproc}: give at least one process")
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
+        return distributed.launch(args.nproc, _without_nproc(args.argv))
+    if args.batch < 1:
+        raise GancoreError(f"--batch {args.batch}: give at least one image per batch")
+    run = load_generator(args.run_dir, registry, args.checkpoint, args.device)
+    G, source, kimg, recipe = run.generator, run.source, run.kimg, run.recipe
+    world = distributed.join(args.device)
+    try:
+        refs = [MetricRef(name=name) for name in args.metric] or recipe.metrics
+        if not refs:
+            raise GancoreError(f"the recipe of {args.run_dir} names no metrics: choose some with --metric NAME "
+                               f"(`gancore list metric`)")
+        refs = _with_options(refs, args, registry)
+        dataset = _create(registry, "data", "dataset", recipe.data.name, recipe.data.params)
+        metrics = []
+        for ref in refs:
+            metric = _create(registry, f"--metric {ref.name}", "metric", ref.name, ref.params)
+            try:
+                metric.check(dataset)
+            except ValueError as exc:
+                raise GancoreError(f"--metric {ref.name}: {exc}; the run's data is {recipe.data.name!r}") from None
+            except WeightsNotFound as exc:
+                raise GancoreError(f"--metric {ref.name}: {exc}") from None
+            metrics.append((ref, metric))
+        evaluation = Evaluation.of_run(G, dataset, recipe, world, args.batch)
+        if args.seed is not None:
+            evaluation.seed = args.seed
+        if args.no_cache:
+            evaluation.cache = None
+        entries = []
+        for ref, metric in metrics:
+            start = time.perf_counter()
+            values = distributed.broadcast(metric.compute(evaluation), world)
+            entries.append({"metric": ref.name, "params": ref.params, "kimg": round(kimg, 3), "results": values,
+                            "network": str(source), "processes": world.size,
+                            "seconds": round(time.perf_counter() - start, 2)})
+    finally:
+        distributed.leave()
+    if not world.main:
+        return 0
+    for entry in entries:
+        print(f"{entry['metric']}: " + ", ".join(f"{k} {v:.6g}" for k, v in entry["results"].items()))
+    written = append_results(args.run_dir, entries)
+    tensorboard_scalars(args.run_dir, kimg, {f"Metrics/{e['metric']}/{k}": v for e in entries
+                                             for k, v in e["results"].items()})
+    print(f"{source} at {kimg:.3f} kimg; results appended to {written}")
+    return 0
+
+
+def _with_options(refs: list[Any], args: argparse.Namespace, registry: Registry) -> list[Any]:
+    """The metrics with eval's weight options set on every metric that has the parameter; an option that
+    no metric takes is an error (it would be silently ignored)."""
+    given = {option[2:].replace("-", "_"): getattr(args, option[2:].replace("-", "_"))
+             for option, _, _, _ in _EVAL_OPTIONS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.download:
+        given["download"] = True
+    used: set[str] = set()
+    result = []
+    for ref in refs:
+        fields = registry.get("metric", ref.name).params.model_fields
+        taken = {k: v for k, v in given.items() if k in fields}
+        used.update(taken)
+        result.append(ref.model_copy(update={"params": {**ref.params, **taken}}))
+    unused = sorted(set(given) - used - {"download"})
+    if unused:
+        names = ", ".join(ref.name for ref in refs)
+        raise GancoreError(f"--{unused[0].replace('_', '-')} applies to none of the metrics asked for ({names})")
+    return result
+
+
 def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
     from gancore import recipe as recipes
 
@@ -331,11 +445,11 @@ def cmd_summary(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_sample(args: argparse.Namespace, registry: Registry) -> int:
     from gancore.sampling import load_generator, sample_grid
 
-    generator, source = load_generator(args.run_dir, registry, args.checkpoint, args.device)
-    written = sample_grid(generator, args.n, args.out, seed=args.seed, truncation=args.truncation, label=args.label)
-    print(f"{args.n} samples from {source} -> {written}")
+    run = load_generator(args.run_dir, registry, args.checkpoint, args.device)
+    written = sample_grid(run.generator, args.n, args.out, seed=args.seed, truncation=args.truncation, label=args.label)
+    print(f"{args.n} samples from {run.source} -> {written}")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "validate": cmd_validate, "plugins": cmd_plugins, "list": cmd_list,
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "eval": cmd_eval, "validate": cmd_validate, "plugins": cmd_plugins, "list": cmd_list,
             "show": cmd_show, "schema": cmd_schema, "summary": cmd_summary}

@@ -110,6 +110,29 @@ def gather(obj: Any, world: World) -> list[Any]:
     return found
 
 
+def all_gather_rows(tensor: Tensor, world: World) -> list[Tensor]:
+    """Every process's 2-D ``tensor`` (same shape on all), in rank order, on every process."""
+    if not world.distributed:
+        return [tensor]
+    found = [torch.empty_like(tensor) for _ in range(world.size)]
+    dist.all_gather(found, tensor.contiguous())
+    return found
+
+
+def broadcast_tensors(tensors: dict[str, Tensor] | None, world: World) -> dict[str, Tensor]:
+    """Rank 0's named tensors on every process (through the device: no pickling of the data)."""
+    if not world.distributed:
+        assert tensors is not None
+        return tensors
+    layout = broadcast({k: (tuple(v.shape), v.dtype) for k, v in tensors.items()} if world.main else None, world)
+    result = {}
+    for name, (shape, dtype) in layout.items():
+        buffer = tensors[name].to(world.device) if world.main else torch.empty(shape, dtype=dtype, device=world.device)
+        dist.broadcast(buffer, src=0)
+        result[name] = buffer.cpu()
+    return result
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """Run ``gancore <argv>`` in ``nproc`` processes on this machine under torchrun; returns its exit status.
 

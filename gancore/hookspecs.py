@@ -8,8 +8,8 @@ from typing import Any
 import pluggy
 
 PROJECT = "gancore"
-CORE_API_VERSION = 1
-"""Bumped when an interface changes incompatibly; a plugin states the version it was built for
+CORE_API_VERSION = 2
+"""Bumped when an interface changes incompatibly (2: ``Metric.compute`` takes an ``Evaluation``); a plugin states the version it was built for
 as ``GANCORE_API_VERSION`` in the module its entry point names."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -7,12 +7,15 @@ them correctly works with every other plugin.
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from gancore.evaluation import Evaluation
 
 Network = Literal["generator", "discriminator"]
 InputName = Literal["real", "fake"]
@@ -196,22 +199,20 @@ class Augmenter(nn.Module, metaclass=ABCMeta):
     def forward(self, x: Tensor) -> Tensor: ...
 
 
-class Sampler(metaclass=ABCMeta):
-    """Draws batches of generated samples for a metric."""
-
-    @abstractmethod
-    def batches(self, n: int) -> Iterator[Tensor]:
-        """Yield n samples in batches, on the data's [-1, 1] scale (or in point coordinates)."""
-
-
 class Metric(metaclass=ABCMeta):
-    """Computes named scalars that compare generated samples with a data set."""
+    """Computes named scalars that compare a generator's samples with a data set.
+
+    ``compute`` reads features through the ``Evaluation`` it is given, which embeds samples in shards
+    over the processes of a run and shares each embedding between the metrics computed together.
+    Every process calls ``compute``; the values of process 0 are kept.
+    """
 
     def check(self, dataset: Dataset) -> None:
-        """Raise ValueError if this metric cannot measure ``dataset``; called before training."""
+        """Raise ValueError if this metric cannot measure ``dataset``, or GancoreError when a file it needs
+        (a network's weights) cannot be found; called before training or evaluating."""
 
     @abstractmethod
-    def compute(self, sampler: Sampler, dataset: Dataset) -> dict[str, float]: ...
+    def compute(self, evaluation: Evaluation) -> dict[str, float]: ...
 
 
 class Dataset(torch.utils.data.Dataset, metaclass=ABCMeta):

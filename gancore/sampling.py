@@ -1,45 +1,35 @@
-"""Drawing samples from a generator: for metrics during training, and from a finished run as a grid."""
+"""A run's generator loaded from its files, and grids of its samples."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
 
 from gancore.errors import GancoreError
 from gancore.images import save_samples
-from gancore.interfaces import Generator, Sampler
+from gancore.interfaces import Generator
 
 if TYPE_CHECKING:
+    from gancore.recipe import Recipe
     from gancore.registry import Registry
 
 
-class GeneratorSampler(Sampler):
-    """Samples of ``generator`` under a fixed seed; conditional generators get uniformly drawn labels."""
+@dataclass
+class LoadedRun:
+    """A run's G EMA as saved in one file, with that file, its progress and the run's recipe."""
 
-    def __init__(self, generator: Generator, device: torch.device, batch_size: int = 256, seed: int = 0) -> None:
-        self.generator = generator
-        self.device = device
-        self.batch_size = batch_size
-        self.seed = seed
-
-    @torch.no_grad()
-    def batches(self, n: int) -> Iterator[Tensor]:
-        rng = torch.Generator(self.device).manual_seed(self.seed)
-        G = self.generator
-        for start in range(0, n, self.batch_size):
-            size = min(self.batch_size, n - start)
-            z = G.sample_z(size, self.device, rng)
-            c = torch.randint(G.num_classes, (size,), device=self.device, generator=rng) if G.num_classes else None
-            yield G(z, c)
+    generator: Generator
+    source: Path
+    kimg: float
+    recipe: Recipe
 
 
 def load_generator(run_dir: Path, registry: Registry, checkpoint: Path | None = None,
-                   device: str = "auto") -> tuple[Generator, Path]:
+                   device: str = "auto") -> LoadedRun:
     """G's EMA of a run, rebuilt from the run's recipe, from a checkpoint (default: the newest good one).
 
     A run without checkpoints (written before they existed) falls back to its ``network-final.pt``.
@@ -58,19 +48,20 @@ def load_generator(run_dir: Path, registry: Registry, checkpoint: Path | None = 
     if checkpoint is not None:
         found = checkpoints.read(checkpoint)
         checkpoints.check_recipe(found, raw)
-        state, source = found.state["generator_ema"], found.path
+        state, source, kimg = found.state["generator_ema"], found.path, found.nimg / 1000
     elif checkpoints.listed(run_dir):
         found, refused = checkpoints.newest_good(run_dir, raw)
         for reason in refused:
             print(f"skipping a checkpoint: {reason}", file=sys.stderr)
-        state, source = found.state["generator_ema"], found.path
+        state, source, kimg = found.state["generator_ema"], found.path, found.nimg / 1000
     elif (run_dir / "network-final.pt").is_file():
         source = run_dir / "network-final.pt"
-        state = torch.load(source, map_location="cpu", weights_only=True)["generator_ema"]
+        saved = torch.load(source, map_location="cpu", weights_only=True)
+        state, kimg = saved["generator_ema"], float(saved["kimg"])
     else:
-        raise GancoreError(f"{run_dir} holds neither checkpoints nor network-final.pt: nothing to sample from")
+        raise GancoreError(f"{run_dir} holds neither checkpoints nor network-final.pt: nothing to load")
     G.load_state_dict(state)
-    return G.to(join(device).device).eval().requires_grad_(False), source
+    return LoadedRun(G.to(join(device).device).eval().requires_grad_(False), source, kimg, recipe)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from gancore.distributed import World, all_reduce_sum_
+from gancore.evaluation import RESULTS
 
 
 class ScalarLog:
@@ -85,19 +86,29 @@ class ScalarLog:
         self._tb.add_image(name, picture, int(round(kimg * 1000)), dataformats="HWC")
 
     def rewind(self, kimg: float) -> None:
-        """Forget what a stopped run logged after ``kimg``, before a resumed run logs it again."""
+        """Forget what a stopped run logged (and evaluated) after ``kimg``, before a resumed run does it again."""
         if self.out_dir is None:
             return
         self._purge_step = int(round(kimg * 1000)) + 1  # TensorBoard drops events from this step on
-        path = self.out_dir / "log.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines(keepends=True) if _logged_by(line, kimg)]
-            path.write_text("".join(kept))
+        for name in ("log.jsonl", RESULTS):
+            path = self.out_dir / name
+            if path.exists():
+                kept = [line for line in path.read_text().splitlines(keepends=True) if _logged_by(line, kimg)]
+                path.write_text("".join(kept))
 
     def close(self) -> None:
         if self._tb is not None:
             self._jsonl.close()
             self._tb.close()
+
+
+def tensorboard_scalars(run_dir: Path, kimg: float, values: dict[str, float]) -> None:
+    """Add scalars to a run's TensorBoard events at step ``kimg`` (as the trainer counts it), outside training."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir)) as writer:
+        for name, value in values.items():
+            writer.add_scalar(name, value, int(round(kimg * 1000)))
 
 
 def _logged_by(line: str, kimg: float) -> bool:

@@ -30,11 +30,11 @@ from gancore.build import Parts
 from gancore.data import Batches
 from gancore.distributed import World, all_reduce_sum_, broadcast, derive_seed, gather, join
 from gancore.errors import GancoreError
+from gancore.evaluation import Evaluation, append_results
 from gancore.images import save_samples
 from gancore.interfaces import PenaltyContext
 from gancore.precision import LossScale, autocast
 from gancore.recipe import OptimizerConfig, Recipe
-from gancore.sampling import GeneratorSampler
 from gancore.scalars import ScalarLog
 
 
@@ -241,18 +241,21 @@ class Trainer:
         return path
 
     def evaluate(self, final: bool) -> dict[str, float]:
-        """Compute the metrics due now (all of them at the end) with G's EMA, on rank 0; every rank gets the values."""
+        """Compute the metrics due now (all of them at the end) with G's EMA; every process embeds its share."""
         due = [(ref, metric) for ref, metric in self.parts.metrics
                if final or (ref.every_kimg and self._crossed(ref.every_kimg))]
         if not due:
             return {}
-        results: dict[str, float] = {}
+        evaluation = Evaluation.of_run(self.G_ema, self.parts.dataset, self.recipe, self.world)
+        results = {f"{ref.name}/{k}": float(v) for ref, metric in due for k, v in metric.compute(evaluation).items()}
+        results = broadcast(results, self.world)
+        self.log.record(self.kimg, {f"Metrics/{k}": v for k, v in results.items()})
         if self.world.main:
-            sampler = GeneratorSampler(self.G_ema, self.device, seed=self.recipe.seed + 2)
-            results = {f"{ref.name}/{k}": float(v) for ref, metric in due
-                       for k, v in metric.compute(sampler, self.parts.dataset).items()}
-            self.log.record(self.kimg, {f"Metrics/{k}": v for k, v in results.items()})
-        return broadcast(results, self.world)
+            append_results(self.out_dir, [{"metric": ref.name, "params": ref.params, "kimg": round(self.kimg, 3),
+                                           "results": {k.split("/", 1)[1]: v for k, v in results.items()
+                                                       if k.split("/", 1)[0] == ref.name}}
+                                          for ref, _ in due])
+        return results
 
     def _crossed(self, every_kimg: float) -> bool:
         """Whether the last step crossed a multiple of ``every_kimg``."""

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gancore
-from gancore.interfaces import Sampler
+from gancore.evaluation import Evaluation
 
 
 @settings(max_examples=20, deadline=None)
@@ -39,20 +39,29 @@ def test_conditional_discriminator_uses_labels() -> None:
     assert not torch.allclose(D(x, torch.zeros(6, dtype=torch.long)), D(x, torch.ones(6, dtype=torch.long)))
 
 
-class _FixedSampler(Sampler):
-    def __init__(self, points: torch.Tensor) -> None:
-        self.points = points
+class _MixtureGenerator(gancore.Generator):
+    """Samples a Gaussian mixture exactly: z₂ picks the mode uniformly (through Φ), z₀ and z₁ are the noise.
 
-    def batches(self, n: int):
-        for start in range(0, n, 1000):
-            yield self.points[start:min(n, start + 1000)]
+    With ``only_mode`` every sample is that mode's centre (a collapsed generator).
+    """
+
+    def __init__(self, centers: torch.Tensor, std: float, only_mode: int | None = None) -> None:
+        super().__init__(z_dim=3, num_classes=0, resolution=0, channels=2)
+        self.centers, self.std, self.only_mode = centers, std, only_mode
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if self.only_mode is not None:
+            return self.centers[self.only_mode].expand(len(z), 2)
+        uniform = torch.special.ndtr(z[:, 2])
+        mode = (uniform * len(self.centers)).long().clamp(max=len(self.centers) - 1)
+        return self.centers[mode] + self.std * z[:, :2]
 
 
 def test_mixture_modes_on_the_data_itself() -> None:
-    """Real data covers all 25 modes; P(‖x − μ‖ < 3σ) for a 2-D Gaussian is 1 − exp(−9/2)."""
+    """Exact samples of the data's distribution cover all 25 modes; P(‖x − μ‖ < 3σ) for a 2-D Gaussian is 1 − exp(−9/2)."""
     data = gancore.create("dataset", "gaussians_grid", size=20_000)
     metric = gancore.create("metric", "mixture_modes", num_samples=20_000)
-    result = metric.compute(_FixedSampler(data.points), data)
+    result = metric.compute(Evaluation(_MixtureGenerator(data.centers, data.std), data, progress=False))
     assert result["modes"] == 25
     assert result["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.004)
     assert result["reverse_kl"] < 0.01
@@ -61,8 +70,7 @@ def test_mixture_modes_on_the_data_itself() -> None:
 def test_mixture_modes_of_a_collapsed_generator() -> None:
     data = gancore.create("dataset", "gaussians_ring")
     metric = gancore.create("metric", "mixture_modes", num_samples=1000)
-    one_mode = data.centers[3].expand(1000, 2)
-    result = metric.compute(_FixedSampler(one_mode), data)
+    result = metric.compute(Evaluation(_MixtureGenerator(data.centers, data.std, only_mode=3), data, progress=False))
     assert result == {"modes": 1, "high_quality": 1.0, "reverse_kl": pytest.approx(math.log(8))}
 
 

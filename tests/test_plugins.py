@@ -344,7 +344,7 @@ FAKE_DISTRIBUTIONS = {
     "fine_plugin": ("fine-plugin", "2.0", "fine", """
         from gancore import Loss, component, hookimpl
 
-        GANCORE_API_VERSION = 1
+        GANCORE_API_VERSION = 2
 
         @component("loss", "fine_loss")
         class FineLoss(Loss):

@@ -77,8 +77,9 @@ def test_sample_writes_the_ema_generator_s_images_for_the_seed_and_class(trained
     out = tmp_path / "grid.png"
     assert cli.main(["sample", str(trained), "--n", "12", "--out", str(out), "--seed", "7", "--class", "3",
                      "--truncation", "0.5", "--device", "cpu"]) == 0
-    G, source = load_generator(trained, default_registry(), device="cpu")
-    assert source.parent.name == "checkpoints"
+    run = load_generator(trained, default_registry(), device="cpu")
+    G = run.generator
+    assert run.source.parent.name == "checkpoints" and run.kimg == pytest.approx(0.128)
     z = G.sample_z(12, "cpu", torch.Generator().manual_seed(7), truncation=0.5)
     with torch.no_grad():
         expected = G(z, torch.full((12,), 3))

@@ -1,7 +1,10 @@
-"""Built-in metrics: the 2-D toys' mode coverage, and the feature-space distances papers report."""
+"""Built-in metrics: mode coverage (2-D toys, stacked digits) and the feature-space distances papers report."""
 
 from __future__ import annotations
 
+from gancore.builtin.metrics import image_metrics
+from gancore.builtin.metrics.backbone import FD
 from gancore.builtin.metrics.mixture import MixtureModes
+from gancore.builtin.metrics.stacked import StackedDigitsModes
 
-COMPONENTS = [MixtureModes]
+COMPONENTS = [MixtureModes, StackedDigitsModes, *image_metrics.COMPONENTS, FD]

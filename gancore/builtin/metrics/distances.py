@@ -105,13 +105,15 @@ def _covered(queries: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Ten
     return torch.cat([(torch.cdist(part, centres) <= radii).any(1) for part in queries.split(chunk)])
 
 
-def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1024,
+                     dtype: torch.dtype = torch.float64) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls in the feature space.
 
     Precision: the share of fakes inside the ball of some real sample, whose radius is the distance
-    to its k-th nearest real neighbour; recall: the same with the roles swapped.
+    to its k-th nearest real neighbour; recall: the same with the roles swapped. Distances are
+    computed on the features' device in ``dtype`` (float32 makes 50k × 50k sets practical on a GPU).
     """
-    x, y = real.detach().double(), fake.detach().double()
+    x, y = real.detach().to(dtype), fake.detach().to(dtype)
     if min(len(x), len(y)) <= k:
         raise ValueError(f"precision/recall with k = {k} needs more than {k} samples of each set, "
                          f"got {len(x)} and {len(y)}")

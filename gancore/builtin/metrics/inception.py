@@ -15,12 +15,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gancore.errors import GancoreError
+from gancore.evaluation import FeatureExtractor
+from gancore.weights import file_digest
 
 FEATURES = 2048
 """Size of the pool3 features FID and KID use."""
 CLASSES = 1008
 """Logits of the classifier IS uses (TensorFlow's 1008-way softmax)."""
 INPUT_SIZE = 299
+PREPROCESSING = "uint8/255,grey-to-rgb,bilinear-299-half-pixel,to-[-1,1]"
+"""pytorch-fid's input convention, as the network's ``prepare`` applies it; part of the cache key."""
 
 
 class ConvBN(nn.Module):
@@ -221,3 +225,21 @@ class FIDInception(nn.Module):
         except (RuntimeError, TypeError) as exc:
             raise GancoreError(f"{path} is not the FID Inception weights file: {str(exc).splitlines()[0]}") from None
         return network.eval().requires_grad_(False)
+
+
+class InceptionFeatures(FeatureExtractor):
+    """The FID Inception's pool3 features (FID, KID, precision/recall) and its logits (IS) of uint8 images.
+
+    ``logits`` leave out the classifier's bias, as the original Inception Score code did (and
+    stylegan2-ada follows): the score is defined on softmax(pool3 · W).
+    """
+
+    name = "FID Inception"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.network = FIDInception.from_file(path).to(device)
+        self.key = f"fid-inception/sha256:{file_digest(path)}/{PREPROCESSING}"
+
+    def __call__(self, samples: Tensor) -> dict[str, Tensor]:
+        features, _ = self.network(samples)
+        return {"features": features, "logits": features @ self.network.fc.weight.T}

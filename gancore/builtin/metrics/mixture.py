@@ -6,10 +6,12 @@ from typing import Annotated
 
 import torch
 from pydantic import Field
+from torch import Tensor
 
 from gancore.builtin.datasets.toy import GaussianMixture
 from gancore.components import component
-from gancore.interfaces import Dataset, Metric, Sampler
+from gancore.evaluation import Evaluation, FeatureExtractor
+from gancore.interfaces import Dataset, Metric
 
 
 @component("metric", "mixture_modes")
@@ -34,9 +36,11 @@ class MixtureModes(Metric):
         if not isinstance(dataset, GaussianMixture):
             raise ValueError("mixture_modes measures a Gaussian-mixture data set (gaussians_grid, gaussians_ring)")
 
-    def compute(self, sampler: Sampler, dataset: Dataset) -> dict[str, float]:
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        dataset = evaluation.dataset
         assert isinstance(dataset, GaussianMixture)
-        points = torch.cat([b.float().cpu() for b in sampler.batches(self.num_samples)])
+        points = evaluation.generated(Points(), self.num_samples)["points"].rows
+        assert points is not None
         distance, nearest = torch.cdist(points, dataset.centers).min(dim=1)
         good = distance < self.radius_std * dataset.std
         counts = torch.bincount(nearest[good], minlength=len(dataset.centers)).double()
@@ -45,3 +49,13 @@ class MixtureModes(Metric):
         kl = float((share[share > 0] * (share[share > 0] * len(share)).log()).sum())
         return {"modes": covered, "high_quality": float(good.double().mean()), "reverse_kl": kl}
 
+
+
+class Points(FeatureExtractor):
+    """The samples themselves: 2-D points are their own features."""
+
+    key = "points"
+    name = "points"
+
+    def __call__(self, samples: Tensor) -> dict[str, Tensor]:
+        return {"points": samples.float()}

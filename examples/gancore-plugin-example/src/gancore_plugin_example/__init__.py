@@ -10,7 +10,7 @@ from gancore import hookimpl
 from gancore_plugin_example.augment import GaussianNoise
 from gancore_plugin_example.losses import RelativisticHingeLoss
 
-GANCORE_API_VERSION = 1
+GANCORE_API_VERSION = 2
 """The core API this release was written against; gancore refuses the plugin if its own differs."""
 
 

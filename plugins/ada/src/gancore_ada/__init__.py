@@ -14,7 +14,7 @@ from gancore import hookimpl
 from gancore_ada.ada import ADA
 from gancore_ada.diffaugment import DiffAugment
 
-GANCORE_API_VERSION = 1
+GANCORE_API_VERSION = 2
 """The core API this release was written against."""
 
 __all__ = ["ADA", "DiffAugment"]

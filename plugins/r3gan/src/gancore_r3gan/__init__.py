@@ -12,7 +12,7 @@ from gancore import hookimpl
 
 from gancore_r3gan.networks import COMPONENTS, R3GANDiscriminator, R3GANGenerator
 
-GANCORE_API_VERSION = 1
+GANCORE_API_VERSION = 2
 """The core API this release was written against."""
 
 __all__ = ["R3GANDiscriminator", "R3GANGenerator"]
