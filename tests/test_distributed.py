@@ -168,3 +168,27 @@ def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(tmp_path: Path
     nimg, last = checkpoints.listed(run_dir)[0]
     assert nimg % 320 != 0 and f"checkpoint {last}; continue with gancore run {path} --resume {run_dir} --nproc 2" in err
     assert len(checkpoints.read(last).state["rng"]["processes"]) == 2
+
+
+def test_eval_shares_the_embedding_out_and_gets_the_same_numbers(tmp_path: Path) -> None:
+    """`gancore eval --nproc 2` of a run: each process embeds a share, the FD (in a small timm backbone) is unchanged."""
+    import json
+
+    import timm
+    from safetensors.torch import save_file
+
+    out = tmp_path / "run"
+    run(recipe(total_kimg=0.064), out, 1)
+    weights = tmp_path / "backbone.safetensors"
+    torch.manual_seed(0)
+    save_file(timm.create_model("test_resnet", pretrained=False, num_classes=0).state_dict(), str(weights))
+    args = ["eval", str(out), "--metric", "fd", "--backbone", "test_resnet", "--backbone-weights", str(weights),
+            "--num-gen", "37", "--num-real", "50", "--batch", "8", "--device", "cpu"]  # 5 and 7 batches: uneven shares
+    assert cli.main(args) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "gancore", *args, "--nproc", "2", "--no-cache"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert two["results"]["fd"] == pytest.approx(one["results"]["fd"], rel=1e-9) and one["results"]["fd"] > 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from gancore import ConfigError, Discriminator, Generator, Registry
+from gancore import CORE_API_VERSION, ConfigError, Discriminator, Generator, Registry
 from gancore.testing import make_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -543,4 +543,4 @@ def test_plugin_registers_both_networks(gancore_registry: MakeRegistry) -> None:
     assert sorted(info.components) == ["discriminator:r3gan", "generator:r3gan"]
     assert "r3gan" in registry.names("generator") and "r3gan" in registry.names("discriminator")
     assert registry.get("generator", "r3gan").plugin == "gancore_r3gan"
-    assert gancore_r3gan.GANCORE_API_VERSION == 1
+    assert gancore_r3gan.GANCORE_API_VERSION == CORE_API_VERSION
