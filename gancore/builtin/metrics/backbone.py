@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from gancore.builtin.metrics.distances import frechet_distance
-from gancore.builtin.metrics.image_metrics import NumGen, NumReal
+from gancore.builtin.metrics.image_metrics import NumGen, NumReal, require_images
 from gancore.components import component
 from gancore.errors import GancoreError
 from gancore.evaluation import Evaluation, FeatureExtractor
@@ -278,9 +278,7 @@ class FD(Metric):
         self.num_real = num_real
 
     def check(self, dataset: Dataset) -> None:
-        shape = tuple(dataset.shape)
-        if len(shape) != 3 or shape[0] not in (1, 3):
-            raise ValueError(f"it measures RGB or greyscale images, but the data's items are shaped {shape}")
+        require_images(dataset)
         check_backbone(self.backbone)
         self.weights()
 

@@ -33,6 +33,13 @@ InceptionWeights = Annotated[
 Download = Annotated[bool, Field(description="download missing weights into torch's hub folder (needs internet)")]
 
 
+def require_images(dataset: Dataset) -> None:
+    """ValueError unless the data's items are RGB or greyscale images, which image networks embed."""
+    shape = tuple(dataset.shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ValueError(f"it measures RGB or greyscale images, but the data's items are shaped {shape}")
+
+
 class ImageMetric(Metric):
     """A metric of RGB or greyscale images that embeds them with one published network."""
 
@@ -43,9 +50,7 @@ class ImageMetric(Metric):
         self.download = download
 
     def check(self, dataset: Dataset) -> None:
-        shape = tuple(dataset.shape)
-        if len(shape) != 3 or shape[0] not in (1, 3):
-            raise ValueError(f"it measures RGB or greyscale images, but the data's items are shaped {shape}")
+        require_images(dataset)
         find_weights(self.weights_file, self.weights, self.download)
 
     def extractor(self, evaluation: Evaluation) -> InceptionFeatures | VGG16Features:
