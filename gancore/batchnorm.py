@@ -95,3 +95,31 @@ def cross_replica(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         setattr(module, name, cross_replica(child))
     return module
+
+
+@torch.no_grad()
+def stand(generator: nn.Module, passes: int, batch_size: int = 64, seed: int = 0) -> None:
+    """BigGAN's standing statistics: G's BatchNorm running statistics become their plain average over ``passes``
+    batches of random latents (and labels), so that a sample no longer depends on the batch it was drawn in.
+
+    Every process must call it together when G's BatchNorm is cross-replica (it runs G in training mode).
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if passes < 1 or not norms:
+        return
+    device = next(generator.parameters()).device
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+    was_training = generator.training
+    generator.train()
+    rng = torch.Generator(device).manual_seed(seed)
+    classes = getattr(generator, "num_classes", 0)
+    for _ in range(passes):
+        z = generator.sample_z(batch_size, device, rng)  # type: ignore[operator]
+        c = torch.randint(classes, (batch_size,), device=device, generator=rng) if classes else None
+        generator(z, c)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    generator.train(was_training)

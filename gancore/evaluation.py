@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from gancore.batchnorm import stand
 from gancore.data import default_workers
 from gancore.distributed import World, all_gather_rows, broadcast, broadcast_tensors, derive_seed
 from gancore.images import to_uint8
@@ -152,6 +153,7 @@ class Evaluation:
         self.progress = progress
         self._memo: dict[tuple[Any, ...], tuple[bool, dict[str, Features]]] = {}
         self._shared: dict[str, Any] = {}
+        self._stood = False
 
     @classmethod
     def of_run(cls, generator: Generator, dataset: Dataset, recipe: Recipe, world: World,
@@ -268,6 +270,9 @@ class Evaluation:
     def _generated_batches(self, mine: list[int], n: int) -> Iterator[Tensor]:
         """This process's generated batches as the extractor takes them; one sample when it has none left."""
         G, B = self.generator, self.batch_size
+        if not self._stood:
+            stand(G, G.standing_statistics, seed=self.seed)
+            self._stood = True
         for b in [*mine, None]:
             size = 1 if b is None else min(B, n - b * B)
             rng = torch.Generator(self.device).manual_seed(derive_seed(self.seed, "generated", b))

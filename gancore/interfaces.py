@@ -34,6 +34,9 @@ class Generator(nn.Module, metaclass=ABCMeta):
 
     cross_replica_batchnorm: bool = False
     """True when the network's BatchNorm statistics should span every process's batch (BigGAN)."""
+    standing_statistics: int = 0
+    """Batches of random latents whose average BatchNorm statistics replace the running ones before G is
+    sampled for grids and metrics (BigGAN's standing statistics); 0 keeps the running statistics."""
 
     def __init__(self, z_dim: int, num_classes: int, resolution: int, channels: int) -> None:
         super().__init__()

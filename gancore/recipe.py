@@ -60,6 +60,8 @@ class TrainConfig(_Strict):
     ema_half_life_kimg: Annotated[Scheduled, within(ge=0)] = Field(  # type: ignore[assignment]
         0.0, description="half-life of G's EMA in kimg; 0 makes the EMA a copy of G"
     )
+    ema_start_kimg: float = Field(0.0, ge=0, description="G's EMA copies G until this many kimg, then averages "
+                                  "(BigGAN starts it after 1000 iterations on CIFAR, 20000 on ImageNet)")
     log_every_kimg: float = Field(1.0, gt=0)
     sample_every_kimg: float = Field(10.0, gt=0)
     num_samples: int = Field(64, gt=0, description="samples in each grid or scatter plot")

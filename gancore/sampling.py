@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from gancore.batchnorm import stand
 from gancore.errors import GancoreError
 from gancore.images import save_samples
 from gancore.interfaces import Generator
@@ -74,6 +75,7 @@ def sample_grid(G: Generator, n: int, out: Path, seed: int = 0, truncation: floa
         raise GancoreError(f"--class {label}: the generator has {G.num_classes} classes"
                            if G.num_classes else f"--class {label}: the generator is unconditional")
     device = next(G.parameters()).device
+    stand(G, G.standing_statistics, seed=seed)
     rng = torch.Generator(device).manual_seed(seed)
     try:
         z = G.sample_z(n, device, rng, truncation=truncation)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from gancore import checkpoint as checkpoints
-from gancore.batchnorm import cross_replica
+from gancore.batchnorm import cross_replica, stand
 from gancore.build import Parts
 from gancore.data import Batches
 from gancore.distributed import World, all_reduce_sum_, broadcast, derive_seed, gather, join
@@ -219,9 +219,11 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """ema ← β·ema + (1 − β)·G with β = 0.5^(batch / half-life in images) (R3GAN, stylegan2-ada)."""
+        """ema ← β·ema + (1 − β)·G with β = 0.5^(batch / half-life in images) (R3GAN, stylegan2-ada);
+        a plain copy of G before ``ema_start_kimg`` (BigGAN starts its EMA late)."""
         half_life = self.cfg.ema_half_life_kimg(self.kimg) * 1000
-        beta = 0.5 ** (self.cfg.batch_size / max(half_life, 1e-8))
+        started = self.kimg >= self.cfg.ema_start_kimg
+        beta = 0.5 ** (self.cfg.batch_size / max(half_life, 1e-8)) if started else 0.0
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.lerp_(p, 1 - beta)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -230,7 +232,8 @@ class Trainer:
     # -- outputs -----------------------------------------------------------------------------
 
     def write_samples(self, fixed_z: Tensor, fixed_c: Tensor | None, reference: Tensor | None) -> Path | None:
-        """A grid (or scatter plot) of G's EMA on fixed latents; rank 0 only."""
+        """A grid (or scatter plot) of G's EMA on fixed latents; rank 0 only (every process stands G's statistics)."""
+        stand(self.G_ema, self.G_ema.standing_statistics, seed=self.recipe.seed)
         if not self.world.main:
             return None
         with torch.no_grad():
