@@ -146,8 +146,8 @@ def test_all_problems_of_one_pass_are_reported_together() -> None:
     assert sorted(info.value.problems) == sorted([
         "train.batch_size = 0: should be greater than 0",
         "train.warmup: unknown key; allowed keys: batch_size, total_kimg, d_steps_per_g_step, g_optimizer, "
-        "d_optimizer, ema_half_life_kimg, log_every_kimg, sample_every_kimg, num_samples, device, allow_tf32, "
-        "num_workers, precision, checkpoint_every_kimg, keep_checkpoints, max_bad_steps",
+        "d_optimizer, ema_half_life_kimg, ema_start_kimg, log_every_kimg, sample_every_kimg, num_samples, device, "
+        "allow_tf32, num_workers, precision, checkpoint_every_kimg, keep_checkpoints, max_bad_steps",
         "seed = -1: should be greater than or equal to 0",
     ])
     assert str(info.value).startswith("r.yaml: 3 problems\n  ")
