@@ -176,6 +176,11 @@ class Regularizer(metaclass=ABCMeta):
         """A scalar added to the targeted network's loss, or None for a build-time-only regularizer."""
         return None
 
+    def scalars(self, network: nn.Module) -> dict[str, float]:
+        """What the trainer logs at each log line for one targeted network, as ``<label>/<network>/<key>``
+        (spectral norm: each layer's σ, which BigGAN watches for collapse); by default nothing."""
+        return {}
+
 
 class Augmenter(nn.Module, metaclass=ABCMeta):
     """A differentiable map from images to images, applied to everything D sees.

@@ -72,6 +72,7 @@ class Trainer:
         labels = [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
         self.penalties = {net: [(f"Penalty/{label}", r) for label, r in zip(labels, parts.regularizers)
                                 if net in r.targets] for net in ("generator", "discriminator")}
+        self.labelled = list(zip(labels, parts.regularizers))
         d_regs = [r for _, r in self.penalties["discriminator"]]
         g_regs = [r for _, r in self.penalties["generator"]]
         self.d_input_grads = tuple(n for n in ("real", "fake") if any(n in r.input_gradients for r in d_regs))
@@ -216,6 +217,12 @@ class Trainer:
                 f"stopped at {self.kimg:.3f} kimg after {self.bad_steps} steps in a row with a non-finite loss or "
                 f"gradient (train.max_bad_steps); {last}. Lower the learning rates or raise γ, then resume from it "
                 f"with --resume {self.out_dir}")
+
+    def regularizer_scalars(self) -> dict[str, float]:
+        """Each regularizer's own scalars for each network it targets (the same on every process)."""
+        networks = {"generator": self.G, "discriminator": self.D}
+        return {f"{label}/{net}/{key}": value for label, reg in self.labelled for net in reg.targets
+                for key, value in reg.scalars(networks[net]).items()}
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -411,6 +418,7 @@ class Trainer:
                         extra["Progress/loss_scale"] = self.loss_scale.value
                     if self.augmenter is not None:
                         extra.update({f"Augment/{k}": v for k, v in self.augmenter.scalars().items()})
+                    extra.update(self.regularizer_scalars())
                     means = self.log.write(self.kimg, extra)
                     bar.set_postfix({"img/s": f"{speed:.0f}", "D": f"{means.get('Loss/D', float('nan')):.3f}",
                                      "G": f"{means.get('Loss/G', float('nan')):.3f}"}, refresh=False)

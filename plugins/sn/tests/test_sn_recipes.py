@@ -122,6 +122,12 @@ def test_a_short_run_trains_with_spectral_norm_and_orthogonal_and_checkpoints_si
     for line in lines:
         assert 0 < line["Penalty/orthogonal"] < 1e-2 and math.isfinite(line["Loss/D"]) and math.isfinite(line["Loss/G"])
         assert not any(key.startswith("Penalty/spectral_norm") for key in line)  # build-time only: no penalty
+        logged = {key for key in line if key.startswith("spectral_norm/")}
+        assert logged == {f"spectral_norm/{net}/sigma/{layer}" for net, layers in
+                          (("generator", start["G"]), ("discriminator", start["D"])) for layer in layers}
+    for net, network in (("generator", run.G), ("discriminator", run.D)):  # the last line logs σ as it ends
+        for layer, sigma in sigmas(network).items():
+            assert lines[-1][f"spectral_norm/{net}/sigma/{layer}"] == pytest.approx(float(sigma), rel=1e-6)
     found = checkpoints.read(checkpoints.listed(out)[0][1])
     assert found.nimg == 640
     for key, network in (("generator", run.G), ("generator_ema", run.G_ema), ("discriminator", run.D)):

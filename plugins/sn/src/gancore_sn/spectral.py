@@ -159,5 +159,9 @@ class SpectralNorm(Regularizer):
             # W's shape and dtype by construction
             parametrize.register_parametrization(layer, "weight", normalise, unsafe=True)
 
+    def scalars(self, network: nn.Module) -> dict[str, float]:
+        """σ of every normalised layer, logged as ``spectral_norm/<network>/sigma/<layer>``."""
+        return {f"sigma/{name}": float(sigma) for name, sigma in sigmas(network).items()}
+
 
 COMPONENTS: list[type[Regularizer]] = [SpectralNorm]
