@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +67,34 @@ def build_networks(recipe: Recipe, registry: Registry) -> Networks:
     return Networks(G, D, regs)
 
 
+def build_data(recipe: Recipe, registry: Registry) -> Dataset:
+    """The recipe's data set."""
+    return _create(registry, "data", "dataset", recipe.data.name, recipe.data.params)
+
+
+def build_metrics(registry: Registry, refs: list[MetricRef], data: Dataset, path: Callable[[int], str]
+                  ) -> tuple[list[tuple[MetricRef, Metric]], list[tuple[int, str | None, str]]]:
+    """The metrics (built at ``path(i)`` for errors), each checked against the data, and their problems as
+    (index, the parameter at fault or None for the metric itself, message): data it cannot measure, or weights
+    it cannot find. Callers say where, in a recipe or on the command line."""
+    metrics, problems = [], []
+    for i, ref in enumerate(refs):
+        metric = _create(registry, path(i), "metric", ref.name, ref.params)
+        try:
+            metric.check(data)
+        except ValueError as exc:
+            problems.append((i, None, str(exc)))
+        except WeightsNotFound as exc:
+            problems.append((i, exc.param, str(exc)))
+        metrics.append((ref, metric))
+    return metrics, problems
+
+
 def build(recipe: Recipe, registry: Registry) -> Parts:
     """Every component of the recipe, checked against each other."""
     nets = build_networks(recipe, registry)
     G = nets.generator
-    data = _create(registry, "data", "dataset", recipe.data.name, recipe.data.params)
+    data = build_data(recipe, registry)
     problems = []
     if tuple(data.shape) != G.output_shape:
         problems.append(f"generator: makes samples shaped {G.output_shape} but data {recipe.data.name!r} has "
@@ -85,17 +109,11 @@ def build(recipe: Recipe, registry: Registry) -> Parts:
     augmenter = None
     if recipe.augmenter is not None:
         augmenter = _create(registry, "augmenter", "augmenter", recipe.augmenter.name, recipe.augmenter.params)
-    metrics = []
-    for i, ref in enumerate(recipe.metrics):
-        metric = _create(registry, f"metrics[{i}]", "metric", ref.name, ref.params)
-        try:
-            metric.check(data)
-        except ValueError as exc:
-            problems.append(f"metrics[{i}].name = {show_value(ref.name)}: {exc}; this recipe's data is "
-                            f"{recipe.data.name!r}")
-        except WeightsNotFound as exc:
-            problems.append(f"metrics[{i}].params.{exc.param}: {exc}")
-        metrics.append((ref, metric))
+    metrics, found = build_metrics(registry, recipe.metrics, data, lambda i: f"metrics[{i}]")
+    for i, param, message in found:
+        problems.append(f"metrics[{i}].params.{param}: {message}" if param else
+                        f"metrics[{i}].name = {show_value(recipe.metrics[i].name)}: {message}; this recipe's data "
+                        f"is {recipe.data.name!r}")
     if problems:
         raise ConfigError(problems)
     return Parts(G, nets.discriminator, nets.regularizers, data, loss, augmenter, metrics)

@@ -249,12 +249,11 @@ def _run_dir(out: Path | None, stem: str) -> Path:
 
 def cmd_eval(args: argparse.Namespace, registry: Registry) -> int:
     from gancore import distributed
-    from gancore.build import _create
+    from gancore.build import build_data, build_metrics
     from gancore.evaluation import Evaluation, append_results
     from gancore.recipe import MetricRef
     from gancore.sampling import load_generator
     from gancore.scalars import tensorboard_scalars
-    from gancore.weights import WeightsNotFound
 
     if args.nproc < 1:
         raise GancoreError(f"--nproc {args.nproc}: give at least one process")
@@ -271,17 +270,11 @@ def cmd_eval(args: argparse.Namespace, registry: Registry) -> int:
             raise GancoreError(f"the recipe of {args.run_dir} names no metrics: choose some with --metric NAME "
                                f"(`gancore list metric`)")
         refs = _with_options(refs, args, registry)
-        dataset = _create(registry, "data", "dataset", recipe.data.name, recipe.data.params)
-        metrics = []
-        for ref in refs:
-            metric = _create(registry, f"--metric {ref.name}", "metric", ref.name, ref.params)
-            try:
-                metric.check(dataset)
-            except ValueError as exc:
-                raise GancoreError(f"--metric {ref.name}: {exc}; the run's data is {recipe.data.name!r}") from None
-            except WeightsNotFound as exc:
-                raise GancoreError(f"--metric {ref.name}: {exc}") from None
-            metrics.append((ref, metric))
+        dataset = build_data(recipe, registry)
+        metrics, found = build_metrics(registry, refs, dataset, lambda i: f"--metric {refs[i].name}")
+        for i, param, message in found:  # the first problem, as the command line named the metric
+            where = "" if param else f"; the run's data is {recipe.data.name!r}"
+            raise GancoreError(f"--metric {refs[i].name}: {message}{where}")
         evaluation = Evaluation.of_run(G, dataset, recipe, world, args.batch)
         if args.seed is not None:
             evaluation.seed = args.seed
