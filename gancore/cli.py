@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gancore.catalogue import bounds, type_name
 from gancore.errors import ConfigError, GancoreError
 from gancore.interfaces import KINDS
 from gancore.registry import Registry, default_registry
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from gancore.checkpoint import Checkpoint
 
 EXIT_USAGE = 2
+_DOCS_OUT = Path("docs/reference")
 T = TypeVar("T")
 
 _EVAL_OPTIONS: list[tuple[str, str, type, str]] = [
@@ -104,6 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     summ.add_argument("recipe", type=Path)
     _recipe_args(summ)
     summ.add_argument("--json", action="store_true", help="print JSON")
+
+    chk = sub.add_parser("check", help="run the conformance kit on every component an installed plugin registers")
+    chk.add_argument("plugin", metavar="DIST", help="a distribution (gancore-plugin-x; gancore for the built-ins) "
+                                                    "or a plugin's entry-point name")
+    chk.add_argument("--kind", choices=list(KINDS), help="only the components of this kind")
+    chk.add_argument("--max-examples", type=int, metavar="N",
+                     help="hypothesis examples per property (default: a few for networks, more for losses)")
+
+    docs = sub.add_parser("docs", help="write the reference pages generated from the registry, the recipe schema "
+                          "and recipes/ (run from the repository root)")
+    docs.add_argument("--out", type=Path, default=_DOCS_OUT, metavar="DIR",
+                      help=f"folder of the pages (default {_DOCS_OUT})")
+    docs.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1, naming each page, when a page differs from what would be written")
     return parser
 
 
@@ -373,9 +389,9 @@ def cmd_show(args: argparse.Namespace, registry: Registry) -> int:
     required = set(schema.get("required", []))
     for name, field in spec.params.model_fields.items():
         prop = props.get(name, {})
-        kind = _type_name(prop)
+        kind = type_name(prop)
         default = "required" if name in required else f"default {field.default!r}"
-        limits = ", ".join(f"{_RELATION[k]} {v:g}" for k, v in _limits(prop).items())
+        limits = bounds(prop)
         line = f"    {name}: {kind} ({default}{', ' + limits if limits else ''})"
         if field.description:
             line += f"  {field.description}"
@@ -383,32 +399,32 @@ def cmd_show(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-_RELATION = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}
+def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
+    from gancore.conformance import ConformanceError, NotCheckable, check_component, components_of, examples
 
-
-def _limits(prop: dict) -> dict[str, float]:
-    """The numeric bounds in a JSON-Schema property, looking into the members of a union."""
-    found = {k: prop[k] for k in _RELATION if k in prop}
-    for member in prop.get("anyOf", []):
-        found.update(_limits(member))
-    return found
-
-
-def _type_name(prop: dict) -> str:
-    """A short type name from a JSON-Schema property."""
-    if "enum" in prop:
-        return " | ".join(repr(v) for v in prop["enum"])
-    if "const" in prop:
-        return repr(prop["const"])
-    if "anyOf" in prop:
-        return " | ".join(_type_name(p) for p in prop["anyOf"])
-    if "$ref" in prop:
-        return prop["$ref"].split("/")[-1]
-    if "allOf" in prop:
-        return _type_name(prop["allOf"][0])
-    if prop.get("type") == "array":
-        return f"list[{_type_name(prop.get('items', {}))}]"
-    return str(prop.get("type", "any"))
+    if args.max_examples is not None and args.max_examples < 1:
+        raise GancoreError(f"--max-examples {args.max_examples}: give at least 1")
+    found = [(k, n) for k, n in components_of(registry, args.plugin) if args.kind in (None, k)]
+    if not found:
+        raise GancoreError(f"{args.plugin} registers no {args.kind or 'component'}")
+    counts = {"ok": 0, "FAIL": 0, "skip": 0}
+    for kind, name in found:
+        for params in examples(registry, kind, name):
+            start = time.perf_counter()
+            label = f"{kind}:{name} {json.dumps(params)}"
+            try:
+                report = check_component(kind, name, params, registry=registry, max_examples=args.max_examples)
+            except ConformanceError as exc:
+                status, detail = "FAIL", "\n      ".join(str(exc).splitlines())
+            except (NotCheckable, ConfigError) as exc:
+                status, detail = "skip", f"not checkable: {exc}"
+            else:
+                status = "ok"
+                detail = f"{len(report.clauses)} clauses hold" + "".join(f"; {n}" for n in report.notes)
+            counts[status] += 1
+            print(f"{status:4}  {label}  ({time.perf_counter() - start:.1f} s)\n      {detail}", flush=True)
+    print(f"{counts['ok']} conform, {counts['FAIL']} fail, {counts['skip']} not checked")
+    return 1 if counts["FAIL"] else 0
 
 
 def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:
@@ -435,6 +451,28 @@ def cmd_summary(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace, registry: Registry) -> int:
+    """Write docs/reference's generated pages; with --check only report, so CI fails on pages left stale."""
+    from gancore.catalogue import reference_pages, stale_pages
+
+    pages = reference_pages(registry, Path("recipes"))
+    stale = stale_pages(pages, args.out)
+    if args.check:
+        again = "gancore docs" + ("" if args.out == _DOCS_OUT else f" --out {args.out}")
+        for path in stale:
+            print(f"{path} is out of date; run `{again}`", file=sys.stderr)
+        if not stale:
+            print(f"{args.out}: {', '.join(pages)} are current")
+        return 1 if stale else 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in stale:
+        path.write_text(pages[path.name], encoding="utf-8")
+        print(f"wrote {path}")
+    if not stale:
+        print(f"{args.out}: {', '.join(pages)} are current")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace, registry: Registry) -> int:
     from gancore.sampling import load_generator, sample_grid
 
@@ -445,4 +483,4 @@ def cmd_sample(args: argparse.Namespace, registry: Registry) -> int:
 
 
 COMMANDS = {"run": cmd_run, "sample": cmd_sample, "eval": cmd_eval, "validate": cmd_validate, "plugins": cmd_plugins, "list": cmd_list,
-            "show": cmd_show, "schema": cmd_schema, "summary": cmd_summary}
+            "show": cmd_show, "schema": cmd_schema, "check": cmd_check, "summary": cmd_summary, "docs": cmd_docs}
