@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +25,8 @@ class ComponentSpec:
     params: type[BaseModel]
     description: str
     plugin: str = ""
+    examples: tuple[dict[str, Any], ...] = ()
+    """Small parameter sets the conformance kit builds the component with (none: its defaults)."""
 
     def build(self, params: BaseModel) -> Any:
         """Call the factory with validated parameters (nested models such as schedules stay objects)."""
@@ -32,7 +34,8 @@ class ComponentSpec:
 
 
 def component(
-    kind: str, name: str, description: str | None = None, check: Callable[..., None] | None = None
+    kind: str, name: str, description: str | None = None, check: Callable[..., None] | None = None,
+    examples: Sequence[Mapping[str, Any]] = (),
 ) -> Callable[[F], F]:
     """Mark a class or function as the component ``name`` of ``kind``.
 
@@ -40,8 +43,9 @@ def component(
     type annotation, ``Annotated[..., pydantic.Field(...)]`` adds constraints and a
     description, and a default makes it optional. The description defaults to the first
     line of the docstring. ``check`` receives the validated parameters as keywords and raises
-    ValueError when they do not fit together (a recipe's validation reports it). A plugin's
-    ``gancore_components`` hook returns the marked objects.
+    ValueError when they do not fit together (a recipe's validation reports it). ``examples`` are small
+    parameter sets for the conformance kit (``gancore check``), which otherwise builds the defaults. A
+    plugin's ``gancore_components`` hook returns the marked objects.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
@@ -49,7 +53,8 @@ def component(
     def mark(factory: F) -> F:
         doc_lines = (inspect.getdoc(factory) or "").strip().splitlines()
         text = description if description is not None else (doc_lines[0] if doc_lines else "")
-        spec = ComponentSpec(kind, name, factory, params_model(factory, f"{kind}:{name}", check), text)
+        spec = ComponentSpec(kind, name, factory, params_model(factory, f"{kind}:{name}", check), text,
+                             examples=tuple(dict(e) for e in examples))
         factory.__gancore_component__ = spec  # type: ignore[attr-defined]
         return factory
 

@@ -83,6 +83,9 @@ class Discriminator(nn.Module, metaclass=ABCMeta):
 
     cross_replica_batchnorm: bool = False
     """True when the network's BatchNorm statistics should span every process's batch."""
+    batch_dependent: bool = False
+    """True when, in training mode, one sample's logit depends on the others in its batch (BatchNorm,
+    minibatch standard deviation); the conformance kit then skips its batch-independence clause."""
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -168,6 +171,11 @@ class Regularizer(metaclass=ABCMeta):
     targets: tuple[Network, ...] = ("discriminator",)
     every: int = 1
     input_gradients: tuple[InputName, ...] = ()
+    nonnegative: bool = True
+    """The penalty is never negative (the conformance kit checks it)."""
+    ideal_gradient_norm: float | None = None
+    """For a penalty on D's input gradients, the gradient norm at which it vanishes (0: R1, R2; WGAN-GP's
+    centre; DRAGAN's 1). None: a penalty on weights, which vanishes when they are all zero."""
 
     def attach(self, network: nn.Module) -> None:
         """Change ``network`` when it is built (normalise weights, initialise); by default nothing."""
@@ -213,7 +221,13 @@ class Metric(metaclass=ABCMeta):
     ``compute`` reads features through the ``Evaluation`` it is given, which embeds samples in shards
     over the processes of a run and shares each embedding between the metrics computed together.
     Every process calls ``compute``; the values of process 0 are kept.
+    ``bounds`` and ``identical`` state what the conformance kit checks about the values.
     """
+
+    bounds: dict[str, tuple[float, float]] = {}
+    """The closed interval each named value lies in (FID: (0, inf); precision: (0, 1))."""
+    identical: dict[str, float] = {}
+    """Each named value when the generated set is the real set itself (FID 0; precision and recall 1)."""
 
     def check(self, dataset: Dataset) -> None:
         """Raise ValueError if this metric cannot measure ``dataset``, or GancoreError when a file it needs

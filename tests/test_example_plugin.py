@@ -95,6 +95,9 @@ def commands(installed: Installed) -> Iterator[dict[str, Future[subprocess.Compl
         "plugins": (str(GANCORE), "plugins"),
         "list": (str(GANCORE), "list", "loss"),
         "show": (str(GANCORE), "show", "augmenter", "gaussian_noise"),
+        "check": (str(GANCORE), "check", "gancore-plugin-example"),
+        "conformance": (sys.executable, "-m", "pytest", "--gancore-conformance", "example", "-q", "-p",
+                        "no:cacheprovider", "-k", "conformance"),
     }
     with ThreadPoolExecutor(len(todo)) as pool:
         yield {name: pool.submit(installed.run, *args) for name, args in todo.items()}
@@ -162,3 +165,20 @@ def test_a_recipe_trains_with_the_plugin_components(
 def test_the_example_own_tests_pass(commands: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
     out = _stdout(commands, "pytest")
     assert " passed" in out and "failed" not in out and "error" not in out
+
+
+def test_gancore_check_runs_the_kit_on_the_installed_plugin(
+    commands: dict[str, Future[subprocess.CompletedProcess[str]]],
+) -> None:
+    out = _stdout(commands, "check")
+    lines = [line for line in out.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
+    assert [line.split()[1] for line in lines] == ["loss:relativistic_hinge"] * 2 + ["augmenter:gaussian_noise"] * 2
+    assert all(line.startswith("ok  ") for line in lines)
+    assert out.rstrip().endswith("4 conform, 0 fail, 0 not checked")
+
+
+def test_pytest_option_adds_a_conformance_test_per_example(
+    commands: dict[str, Future[subprocess.CompletedProcess[str]]],
+) -> None:
+    out = _stdout(commands, "conformance")
+    assert "4 passed" in out and "failed" not in out

@@ -28,7 +28,9 @@ def _mlp(inputs: int, width: int, depth: int, outputs: int, batchnorm: bool = Fa
     return nn.Sequential(*layers)
 
 
-@component("generator", "mlp")
+@component("generator", "mlp", examples=[
+    {"z_dim": 8, "width": 32, "depth": 2},
+    {"z_dim": 8, "width": 32, "depth": 2, "channels": 1, "resolution": 8, "batchnorm": True}])
 class MLPGenerator(Generator):
     """An MLP generator with leaky ReLUs: 2-D points (resolution 0) or small images (tanh output)."""
 
@@ -57,7 +59,8 @@ class MLPGenerator(Generator):
         return torch.tanh(x) if self.resolution else x
 
 
-@component("discriminator", "mlp")
+@component("discriminator", "mlp", examples=[
+    {"width": 32, "depth": 2}, {"width": 32, "depth": 2, "channels": 1, "resolution": 8}])
 class MLPDiscriminator(Discriminator):
     """An MLP discriminator with leaky ReLUs and, when conditional, a projection head (Miyato & Koyama)."""
 

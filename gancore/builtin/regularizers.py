@@ -22,6 +22,8 @@ Gamma = Annotated[
 class _ZeroCenteredPenalty(Regularizer):
     """(γ/2)·E_batch[‖∇ₓD(x)‖²] on the inputs named by the subclass's ``input_gradients``."""
 
+    ideal_gradient_norm = 0.0
+
     def __init__(self, gamma: Gamma = 1.0) -> None:
         self.gamma: Schedule = gamma
 
@@ -68,12 +70,12 @@ class WGANGP(Regularizer):
         = 1.0,
     ) -> None:
         self.weight = weight
-        self.center = center
+        self.ideal_gradient_norm = center
 
     def penalty(self, ctx: PenaltyContext) -> Tensor:
         real, fake = ctx.real.detach(), ctx.fake.detach()
         eps = torch.rand(_per_sample(real), dtype=real.dtype, device=real.device)
-        return self.weight * _norm_penalty(ctx, torch.lerp(fake, real, eps), self.center)
+        return self.weight * _norm_penalty(ctx, torch.lerp(fake, real, eps), self.ideal_gradient_norm)
 
 
 @component("regularizer", "dragan")
@@ -83,6 +85,8 @@ class DRAGAN(Regularizer):
     As in the authors' code: x_p = x + k·std(x)·u (std over the whole batch, u ~ U(0, 1) per element) and
     x̂ = x + α(x_p − x) with α ~ U(0, 1) per sample, k being ``perturbation``.
     """
+
+    ideal_gradient_norm = 1.0
 
     def __init__(
         self,
@@ -97,7 +101,7 @@ class DRAGAN(Regularizer):
         alpha = torch.rand(_per_sample(real), dtype=real.dtype, device=real.device)
         scale = self.perturbation * real.std(correction=0)
         x_hat = real + alpha * scale * torch.rand_like(real)
-        return self.weight * _norm_penalty(ctx, x_hat, 1.0)
+        return self.weight * _norm_penalty(ctx, x_hat, self.ideal_gradient_norm)
 
 
 @component("regularizer", "l2")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 import torch
 from gancore import Augmenter, ConfigError, Loss, Registry
+from gancore.conformance import examples
+from gancore.testing import check_component
 
 import gancore_plugin_example
 
@@ -122,3 +124,12 @@ def test_noise_without_annealing_keeps_sigma(gancore_registry: MakeRegistry) -> 
 def test_noise_rejects_a_probability_above_one(gancore_registry: MakeRegistry) -> None:
     with pytest.raises(ConfigError, match=r"params.p = 1.5"):
         gancore_registry(gancore_plugin_example).create("augmenter", "gaussian_noise", p=1.5)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("loss", "relativistic_hinge"), ("augmenter", "gaussian_noise")])
+def test_components_honour_gancores_contracts(gancore_registry: MakeRegistry, kind: str, name: str) -> None:
+    """gancore's conformance kit, on every example parameter set the component declares."""
+    registry = gancore_registry(gancore_plugin_example)
+    for params in examples(registry, kind, name):
+        report = check_component(kind, name, params, registry=registry)
+        assert report.clauses

@@ -258,6 +258,9 @@ class TimmFeatures(FeatureExtractor):
 class FD(Metric):
     """Fréchet distance in a timm backbone's feature space: FD_DINOv2 (Stein et al. 2023) by default."""
 
+    bounds = {"fd": (0.0, math.inf)}
+    identical = {"fd": 0.0}
+
     def __init__(
         self,
         backbone: Annotated[str, Field(min_length=1, description=(

@@ -32,7 +32,8 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor, e
     """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2(Σ1 Σ2)^½), the Fréchet distance of two Gaussians (FID's formula).
 
     Tr((Σ1 Σ2)^½) is computed as Tr((Σ1^½ Σ2 Σ1^½)^½): the same eigenvalues, of a symmetric matrix, so
-    no complex parts arise. If the result is not finite, ``eps``·I is added to both covariances.
+    no complex parts arise. If the result is not finite, ``eps``·I is added to both covariances. A result
+    below 0, which only round-off gives (identical statistics), is returned as 0.
     """
     mu1, mu2, sigma1, sigma2 = (t.detach().double() for t in (mu1, mu2, sigma1, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
@@ -48,7 +49,7 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor, e
     if not math.isfinite(value):
         offset = eps * torch.eye(len(mu1), dtype=torch.float64)
         value = distance(sigma1 + offset, sigma2 + offset)
-    return value
+    return max(value, 0.0)
 
 
 def kernel_distance(real: Tensor, fake: Tensor, num_subsets: int = 100, max_subset_size: int = 1000,

@@ -7,6 +7,7 @@ R3GAN do the same). ``fid50k_full`` and its kin fix the sample counts of stylega
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 import torch
@@ -65,6 +66,9 @@ class ImageMetric(Metric):
 class FID(ImageMetric):
     """Fréchet Inception distance (Heusel et al. 2017): Fréchet distance of pool3 features' Gaussians."""
 
+    bounds = {"fid": (0.0, math.inf)}
+    identical = {"fid": 0.0}
+
     def __init__(self, num_gen: NumGen = 50_000, num_real: NumReal = None, inception_weights: InceptionWeights = None,
                  download: Download = False) -> None:
         super().__init__(inception_weights, download)
@@ -81,6 +85,9 @@ class FID(ImageMetric):
 @component("metric", "kid")
 class KID(ImageMetric):
     """Kernel Inception distance (Bińkowski et al. 2018): unbiased MMD² with a cubic kernel, over subsets."""
+
+    # unbiased: below 0 when the sets are near, and not 0 for a set against itself (the cross term keeps
+    # each sample's kernel with itself), so neither bounds nor an identical value are declared
 
     def __init__(self, num_gen: NumGen = 50_000, num_real: NumReal = None,
                  num_subsets: Annotated[int, Field(ge=1)] = 100,
@@ -105,6 +112,8 @@ class KID(ImageMetric):
 class InceptionScore(ImageMetric):
     """Inception Score (Salimans et al. 2016) on the FID Inception's 1008-way softmax: mean and std over splits."""
 
+    bounds = {"is_mean": (1.0, 1008.0), "is_std": (0.0, math.inf)}
+
     def __init__(self, num_gen: NumGen = 50_000, splits: Annotated[int, Field(ge=1)] = 10,
                  inception_weights: InceptionWeights = None, download: Download = False) -> None:
         super().__init__(inception_weights, download)
@@ -121,6 +130,9 @@ class InceptionScore(ImageMetric):
 @component("metric", "pr")
 class PrecisionRecall(ImageMetric):
     """Improved precision and recall (Kynkäänniemi et al. 2019): k-NN balls in VGG16 fc2 (or Inception) space."""
+
+    bounds = {"precision": (0.0, 1.0), "recall": (0.0, 1.0)}
+    identical = {"precision": 1.0, "recall": 1.0}
 
     def __init__(self, num_gen: NumGen = 50_000, num_real: NumReal = None,
                  k: Annotated[int, Field(ge=1, description="the k-th nearest neighbour sets each ball's radius")] = 3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import torch
@@ -21,6 +22,8 @@ class MixtureModes(Metric):
     A sample is high quality within ``radius_std``·σ of its nearest centre; a mode is
     covered when at least ``min_share`` of all samples are high quality near it.
     """
+
+    bounds = {"modes": (0.0, math.inf), "high_quality": (0.0, 1.0), "reverse_kl": (0.0, math.inf)}
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ number of samples falls (≈ 0.019 at 26k samples), so the count is reported bes
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import torch
@@ -49,6 +50,8 @@ def coverage(modes: Tensor) -> dict[str, float]:
 @component("metric", "stacked_digits_modes")
 class StackedDigitsModes(Metric):
     """Modes covered out of 1000 and reverse KL to uniform on stacked digits (the StackedMNIST protocol)."""
+
+    bounds = {"modes": (0.0, float(MODES)), "reverse_kl": (0.0, math.log(MODES))}
 
     def __init__(self, num_gen: Annotated[int, Field(ge=1, description="generated images; PacGAN and R3GAN "
                                                      "count 26,000")] = 26_000) -> None:

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 
-@component("augmenter", "gaussian_noise")
+@component("augmenter", "gaussian_noise", examples=[{"sigma": 0.1, "p": 0.5}, {"sigma": 0.3, "anneal_kimg": 10}])
 class GaussianNoise(Augmenter):
     """Instance noise: adds N(0, σ²) to each sample with probability p; σ falls linearly to 0 over anneal_kimg.
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 
-@component("loss", "relativistic_hinge")
+@component("loss", "relativistic_hinge", examples=[{"margin": 1.0}, {"margin": 0.25}])
 class RelativisticHingeLoss(Loss):
     """Relativistic paired hinge loss (Jolicoeur-Martineau): D: relu(m − (r − f)); G: relu(m − (f − r)).
 

@@ -1,6 +1,6 @@
 """``diffaugment``: DiffAugment (Zhao et al. 2020), for comparison with ADA.
 
-Every image gets every policy's transform, always (no p): colour (brightness, saturation, contrast),
+Every image gets every policy's transform (p = 1 by default): colour (brightness, saturation, contrast),
 translation by up to 1/8 of the size with zero padding, cutout of a square of half the size.
 """
 
@@ -28,7 +28,8 @@ def _check(policy: list[str], **_: object) -> None:
 class DiffAugment(Augmenter):
     """DiffAugment (Zhao et al. 2020): colour, translation and cutout on every image, for comparison with ADA.
 
-    Applied always (p = 1), as the paper does; it leaks by ADA's criterion, which is the point of comparing.
+    Applied to every image by default (p = 1), as the paper does; it leaks by ADA's criterion, which is the point
+    of comparing. With p < 1 each image is augmented with probability p and passed through untouched otherwise.
     """
 
     def __init__(
@@ -39,16 +40,25 @@ class DiffAugment(Augmenter):
                                                                             "size")] = 0.125,
         cutout_ratio: Annotated[float, Field(gt=0, le=1, description="side of the cut square, a fraction of "
                                                                      "the size")] = 0.5,
+        p: Annotated[float, Field(ge=0, le=1, description="probability that an image is augmented (the paper: 1)")]
+        = 1.0,
     ) -> None:
-        super().__init__(1.0)
+        super().__init__(p)
         self.policy = list(policy)
         self.translation_ratio = translation_ratio
         self.cutout_ratio = cutout_ratio
 
     def forward(self, x: Tensor) -> Tensor:
+        p = float(self.p)
+        if p == 0:
+            return x
+        y = x
         for name in self.policy:
-            x = {"color": self.color, "translation": self.translation, "cutout": self.cutout}[name](x)
-        return x
+            y = {"color": self.color, "translation": self.translation, "cutout": self.cutout}[name](y)
+        if p == 1:
+            return y
+        chosen = torch.rand(len(x), device=x.device) < p
+        return torch.where(chosen.view(-1, *([1] * (x.dim() - 1))), y, x)
 
     @staticmethod
     def color(x: Tensor) -> Tensor:

@@ -72,7 +72,10 @@ class DownBlock(nn.Module):
         return h + (self.shortcut(x) if self.shortcut is not None else x)
 
 
-@component("generator", "biggan", check=check_generator)
+@component("generator", "biggan", check=check_generator, examples=[
+    {"resolution": 32, "ch": 4, "num_classes": 3, "shared_dim": 8, "attention": 16},
+    {"resolution": 32, "ch": 4, "num_classes": 0, "shared_dim": 0, "hierarchical": False, "z_dim": 16,
+     "attention": None}])
 class BigGANGenerator(Generator):
     """BigGAN's generator: linear to 4×4×16ch, ResBlock-up stages with conditional BN, attention, BN-ReLU-conv-tanh.
 
@@ -132,7 +135,8 @@ class BigGANGenerator(Generator):
         return torch.tanh(self.output(h)).float()
 
 
-@component("discriminator", "biggan", check=check_discriminator)
+@component("discriminator", "biggan", check=check_discriminator, examples=[
+    {"resolution": 32, "ch": 4, "num_classes": 3, "attention": 16}])
 class BigGANDiscriminator(Discriminator):
     """BigGAN's discriminator: ResBlock-down stages, attention, ReLU, global sum pooling, linear + class projection."""
 

@@ -88,7 +88,9 @@ class DeepDownBlock(nn.Module):
         return self.conv4(h) + x
 
 
-@component("generator", "biggan_deep", check=check_deep_generator)
+@component("generator", "biggan_deep", check=check_deep_generator, examples=[
+    {"resolution": 32, "ch": 4, "num_classes": 3, "z_dim": 16, "shared_dim": 8, "attention": 16},
+    {"resolution": 32, "ch": 4, "num_classes": 0, "z_dim": 16, "shared_dim": 0, "attention": None}])
 class BigGANDeepGenerator(Generator):
     """BigGAN-deep's generator: linear([class embedding, z]) to 4×4×16ch, two bottleneck blocks per resolution.
 
@@ -142,7 +144,8 @@ class BigGANDeepGenerator(Generator):
         return torch.tanh(self.output(h)).float()
 
 
-@component("discriminator", "biggan_deep", check=check_deep_discriminator)
+@component("discriminator", "biggan_deep", check=check_deep_discriminator, examples=[
+    {"resolution": 32, "ch": 4, "num_classes": 3, "attention": 16}])
 class BigGANDeepDiscriminator(Discriminator):
     """BigGAN-deep's discriminator: a 3×3 stem, two bottleneck blocks per resolution, attention, ReLU, sum pooling,
     linear + class projection. The first block of each resolution downsamples and widens."""

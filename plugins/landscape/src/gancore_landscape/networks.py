@@ -72,7 +72,8 @@ check_resnet_cifar = _check_fixed_side("resnet_cifar", 32, "use sndcgan for othe
 check_resnet19 = _check_fixed_side("resnet19", 128, "use resnet_cifar for 32, sndcgan for other sizes")
 
 
-@component("generator", "sndcgan", check=check_sndcgan)
+@component("generator", "sndcgan", check=check_sndcgan, examples=[
+    {"z_dim": 16, "resolution": 8}, {"z_dim": 16, "resolution": 8, "normalization": "none"}])
 class SNDCGANGenerator(Generator):
     """The study's SNDCGAN generator: z → linear → (R/8)²·512, three 4×4 stride-2 deconvolutions, a 3×3 one, tanh.
 
@@ -102,7 +103,8 @@ class SNDCGANGenerator(Generator):
         return self.body(self.linear(z).view(len(z), BOTTOM_WIDTH, self.bottom, self.bottom))
 
 
-@component("discriminator", "sndcgan", check=check_sndcgan)
+@component("discriminator", "sndcgan", check=check_sndcgan, examples=[
+    {"resolution": 8, "normalization": n} for n in ("none", "batch", "layer")])
 class SNDCGANDiscriminator(Discriminator):
     """The study's SNDCGAN discriminator: seven convolutions (3×3 s1 64, 4×4 s2 128, 3×3 s1 128, 4×4 s2 256,
     3×3 s1 256, 4×4 s2 512, 3×3 s1 512), each followed by leaky ReLU (slope 0.1), then linear → 1.
@@ -119,6 +121,7 @@ class SNDCGANDiscriminator(Discriminator):
         normalization: DiscriminatorNorm = "none",
     ) -> None:
         super().__init__(num_classes)
+        self.batch_dependent = normalization == "batch"
         layers: list[nn.Module] = []
         inputs = channels
         for i, (kernel, stride, outputs) in enumerate(SNDCGAN_D_CONVS):
@@ -172,6 +175,7 @@ class ResNetDiscriminator(Discriminator):
         if resolution % 2**downs:
             raise ValueError(f"{downs} ResBlocks down need a side divisible by {2**downs}, not {resolution}")
         super().__init__(num_classes)
+        self.batch_dependent = normalization == "batch"
         inputs = [channels] + [width for width, _ in blocks[:-1]]
         self.blocks = nn.Sequential(*(ResBlock(a, width, resample, normalization)
                                       for a, (width, resample) in zip(inputs, blocks)))
@@ -181,7 +185,7 @@ class ResNetDiscriminator(Discriminator):
         return self.linear(F.relu(self.blocks(x)).mean(dim=(2, 3))).squeeze(1)
 
 
-@component("generator", "resnet_cifar", check=check_resnet_cifar)
+@component("generator", "resnet_cifar", check=check_resnet_cifar, examples=[{"z_dim": 16}])
 class ResNetCIFARGenerator(ResNetGenerator):
     """The study's ResNet CIFAR generator: z → linear → 4×4×256 → three ResBlocks up (256) → BN, ReLU, conv3×3
     → image, tanh; 32×32."""
@@ -197,7 +201,8 @@ class ResNetCIFARGenerator(ResNetGenerator):
         super().__init__([256, 256, 256, 256], z_dim, num_classes, resolution, channels, normalization)
 
 
-@component("discriminator", "resnet_cifar", check=check_resnet_cifar)
+@component("discriminator", "resnet_cifar", check=check_resnet_cifar, examples=[
+    {"normalization": "layer"}])
 class ResNetCIFARDiscriminator(ResNetDiscriminator):
     """The study's ResNet CIFAR discriminator: two ResBlocks down (128), two ResBlocks (128), ReLU, mean pool,
     linear → 1; 32×32."""
@@ -213,7 +218,7 @@ class ResNetCIFARDiscriminator(ResNetDiscriminator):
                          channels, normalization)
 
 
-@component("generator", "resnet19", check=check_resnet19)
+@component("generator", "resnet19", check=check_resnet19, examples=[{"z_dim": 16}])
 class ResNet19Generator(ResNetGenerator):
     """The study's ResNet19 generator: z → linear → 4×4×512 → ResBlocks up 512, 256, 256, 128, 64 → BN, ReLU,
     conv3×3 → image, tanh; 128×128."""
@@ -229,7 +234,7 @@ class ResNet19Generator(ResNetGenerator):
         super().__init__([512, 512, 256, 256, 128, 64], z_dim, num_classes, resolution, channels, normalization)
 
 
-@component("discriminator", "resnet19", check=check_resnet19)
+@component("discriminator", "resnet19", check=check_resnet19, examples=[{}])
 class ResNet19Discriminator(ResNetDiscriminator):
     """The study's ResNet19 discriminator: ResBlocks down 64, 128, 256, 256, 512, 512 (128 → 2×2), ReLU, mean
     pool, linear → 1; 128×128."""

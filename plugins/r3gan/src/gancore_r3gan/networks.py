@@ -70,7 +70,9 @@ def _classes(c: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
     return nn.functional.one_hot(c, num_classes).to(dtype)
 
 
-@component("generator", "r3gan", check=check_stages)
+@component("generator", "r3gan", check=check_stages, examples=[
+    {"widths": [16, 16], "cardinalities": [4, 4], "blocks": [1, 1], "resolution": 8, "z_dim": 16, "embed_dim": 8},
+    {"widths": [16, 16], "cardinalities": [4, 4], "blocks": [1, 1], "resolution": 8, "z_dim": 16, "bf16_stages": 1}])
 class R3GANGenerator(Generator):
     """R3GAN's Config E generator: a 4×4 learned basis modulated by z (and the class), then residual stages.
 
@@ -111,7 +113,8 @@ class R3GANGenerator(Generator):
         return self.to_image(self.stages(z)).float()
 
 
-@component("discriminator", "r3gan", check=check_stages)
+@component("discriminator", "r3gan", check=check_stages, examples=[
+    {"widths": [16, 16], "cardinalities": [4, 4], "blocks": [1, 1], "resolution": 8}])
 class R3GANDiscriminator(Discriminator):
     """R3GAN's Config E discriminator: residual stages downsampling to 4×4, a 4×4 depthwise basis, a linear head.
 
