@@ -182,7 +182,7 @@ def components_page(registry: Registry, recipes_dir: Path) -> str:
 
 
 def _component(spec: ComponentSpec, registry: Registry, used_by: list[str]) -> list[str]:
-    """One component's section: description, provider, parameter table, recipes."""
+    """One component's section: description, provider, parameter table, recipes, conformance examples."""
     info = registry.plugins[spec.plugin]
     lines = [f"### {spec.kind}: `{spec.name}`", "", _description(spec), "",
              f"Provided by the plugin `{info.name}` of the distribution `{info.distribution}`.", ""]
@@ -192,7 +192,10 @@ def _component(spec: ComponentSpec, registry: Registry, used_by: list[str]) -> l
     else:
         lines.append("No parameters.")
     used = "Used by " + ", ".join(f"`{path}`" for path in used_by) + "." if used_by else "Used by no recipe."
-    return [*lines, "", used]
+    checked = ("Checked by the conformance kit (`gancore check`) with " +
+               "; ".join(f"`{json.dumps(e)}`" for e in spec.examples) + "." if spec.examples else
+               "Checked by the conformance kit (`gancore check`) with its defaults.")
+    return [*lines, "", used, "", checked]
 
 
 # -- the recipe reference ----------------------------------------------------------------------

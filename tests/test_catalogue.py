@@ -91,8 +91,17 @@ def test_every_component_lists_exactly_the_recipes_that_use_it(pages: dict[str, 
         text = section(pages["components.md"], f"### {spec.kind}: `{spec.name}`")
         used = uses.get((spec.kind, spec.name))
         expected = f"Used by {', '.join(sorted(used))}." if used else "Used by no recipe."
-        assert text.rstrip().endswith(expected), (spec.kind, spec.name)
+        assert f"\n{expected}\n" in text, (spec.kind, spec.name)
     assert "`recipes/r3gan_cifar10.yaml`" in section(pages["components.md"], "### augmenter: `ada`")
+
+
+def test_every_component_names_the_parameters_the_conformance_kit_checks(pages: dict[str, str]) -> None:
+    for spec in default_registry().list():
+        text = section(pages["components.md"], f"### {spec.kind}: `{spec.name}`").rstrip()
+        if spec.examples:
+            assert all(f"`{json.dumps(e)}`" in text for e in spec.examples), (spec.kind, spec.name)
+        else:
+            assert text.endswith("with its defaults."), (spec.kind, spec.name)
 
 
 def test_recipe_reference_lists_every_key_and_links_the_catalogue(pages: dict[str, str]) -> None:

@@ -122,3 +122,11 @@ def test_precision_recall_equal_scikit_learn_neighbours() -> None:
     assert precision == pytest.approx(covered(fake.double().numpy(), real.double().numpy()), abs=1e-12)
     assert recall == pytest.approx(covered(real.double().numpy(), fake.double().numpy()), abs=1e-12)
     assert 0.2 < precision < 1 and 0.2 < recall < 1  # neither trivial
+
+
+def test_fd_of_identical_rank_deficient_statistics_is_zero_not_round_off_below_it() -> None:
+    """12 samples in 2048 dimensions (a kit-sized FID): the square root's round-off would give about -1e-5."""
+    features = torch.randn(12, 2048, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 30
+    mean, cov = features.mean(0), features.T.cov()
+    assert frechet_distance(mean, cov, mean, cov) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(mean, cov, mean + 1, cov) == pytest.approx(2048.0, rel=1e-6)

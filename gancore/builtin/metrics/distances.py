@@ -22,10 +22,18 @@ def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
     return mean, centred.T @ centred / (len(x) - 1)
 
 
+def _numerical_zeros_cleared(values: Tensor) -> Tensor:
+    """Eigenvalues of a PSD matrix with those below its numerical rank tolerance (largest · size · machine ε)
+    set to 0: their square roots would add round-off of order √(ε·λ_max) per dimension, which dominates the
+    distance when there are fewer samples than dimensions."""
+    tolerance = values.abs().max() * len(values) * torch.finfo(values.dtype).eps
+    return torch.where(values > tolerance, values, torch.zeros_like(values))
+
+
 def _sqrt_psd(matrix: Tensor) -> Tensor:
-    """The symmetric square root of a symmetric positive semi-definite matrix (tiny negative eigenvalues clipped)."""
+    """The symmetric square root of a symmetric positive semi-definite matrix."""
     values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+    return (vectors * _numerical_zeros_cleared(values).sqrt()) @ vectors.T
 
 
 def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor, eps: float = 1e-6) -> float:
@@ -42,7 +50,7 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor, e
 
     def distance(s1: Tensor, s2: Tensor) -> float:
         root = _sqrt_psd(s1)
-        cross = torch.linalg.eigvalsh(root @ s2 @ root).clamp_min(0).sqrt().sum()
+        cross = _numerical_zeros_cleared(torch.linalg.eigvalsh(root @ s2 @ root)).sqrt().sum()
         return float((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * cross)
 
     value = distance(sigma1, sigma2)

@@ -81,3 +81,13 @@ def test_translation_is_a_whole_pixel_shift_with_zeros_coming_in() -> None:
         expected[:, max(dy, 0):size + min(dy, 0), max(dx, 0):size + min(dx, 0)] = \
             src[:, max(-dy, 0):size + min(-dy, 0), max(-dx, 0):size + min(-dx, 0)]
         assert torch.equal(img, expected)
+
+
+def test_p_chooses_whole_images_and_zero_is_the_identity() -> None:
+    torch.manual_seed(2)
+    x = torch.rand(4000, 3, 8, 8) * 2 - 1
+    half = REGISTRY.create("augmenter", "diffaugment", {"p": 0.3})
+    changed = (half(x) != x).flatten(1).any(1)
+    assert float(changed.float().mean()) == pytest.approx(0.3, abs=0.03)
+    none = REGISTRY.create("augmenter", "diffaugment", {"p": 0.0})
+    assert torch.equal(none(x), x)
