@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+pytest_plugins = ["pytester"]
+
 os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses the tests start
 
 import pytest  # noqa: E402
