@@ -149,7 +149,7 @@ def recipe_uses(recipes_dir: Path) -> dict[tuple[str, str], list[str]]:
 def _description(spec: ComponentSpec) -> str:
     """The spec's description, followed by what the factory's own docstring adds (a base class's is not its own)."""
     doc = inspect.cleandoc(spec.factory.__doc__ or "")
-    if doc.startswith(spec.description):
+    if " ".join(doc.split()).startswith(spec.description):
         return _prose(doc)
     return _prose(f"{spec.description}\n\n{doc}")
 

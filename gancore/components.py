@@ -51,8 +51,8 @@ def component(
         raise ValueError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
 
     def mark(factory: F) -> F:
-        doc_lines = (inspect.getdoc(factory) or "").strip().splitlines()
-        text = description if description is not None else (doc_lines[0] if doc_lines else "")
+        first_paragraph = (inspect.getdoc(factory) or "").strip().split("\n\n")[0]
+        text = description if description is not None else " ".join(first_paragraph.split())
         spec = ComponentSpec(kind, name, factory, params_model(factory, f"{kind}:{name}", check), text,
                              examples=tuple(dict(e) for e in examples))
         factory.__gancore_component__ = spec  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gancore.errors import GancoreError
@@ -88,7 +88,9 @@ class Checker:
             test(**example)
 
         budget = max_examples if max_examples is not None else self.max_examples
+        # no "explain" phase: it reruns a failure hundreds of times for a report the kit does not print
         runner = settings(max_examples=budget, deadline=None, database=None, derandomize=True,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
                           suppress_health_check=list(HealthCheck), print_blob=False)(given(**strategies)(run))
         try:
             runner()
