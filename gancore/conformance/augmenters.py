@@ -23,8 +23,8 @@ def check_augmenter(ck: Checker, make: Callable[[int], Any], shape: tuple[int, .
         expect(aug.p.dim() == 0 and 0 <= float(aug.p) <= 1, f"p = {aug.p}")
         expect(any(name == "p" for name, _ in aug.named_buffers()), "p is not a buffer")
 
-    def images(n: int, seed: int, device: str = "cpu") -> torch.Tensor:
-        return seeded(seed, (n, *shape), device).clamp(-1, 1)
+    def images(n: int, seed: int, device: str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return seeded(seed, (n, *shape), device).clamp(-1, 1).to(dtype)
 
     def identity(n: int, seed: int, device: str) -> None:
         aug.to(device).p.fill_(0.0)
@@ -36,17 +36,18 @@ def check_augmenter(ck: Checker, make: Callable[[int], Any], shape: tuple[int, .
              seed=st.integers(0, 2**16), device=st.sampled_from(devices()))
     aug.cpu()
 
-    def kept(n: int, seed: int, p: float, device: str) -> None:
+    def kept(n: int, seed: int, p: float, device: str, dtype: torch.dtype) -> None:
         aug.to(device).p.fill_(p)
         torch.manual_seed(seed)
-        x = images(n, seed, device)
+        x = images(n, seed, device, dtype)
         y = aug(x)
         expect(tuple(y.shape) == tuple(x.shape), f"output shape {tuple(y.shape)} for input {tuple(x.shape)}")
         expect(y.dtype == x.dtype and y.device == x.device, f"output {y.dtype} on {y.device}")
         expect(bool(torch.isfinite(y).all()), "non-finite output")
 
-    ck.holds("the output has the input's shape, dtype and device, and is finite, for any p", kept,
-             n=st.integers(1, MAX_BATCH), seed=st.integers(0, 2**16), p=P, device=st.sampled_from(devices()))
+    ck.holds("the output has the input's shape, dtype (float32, float64, bfloat16) and device, and is finite, "
+             "for any p", kept, n=st.integers(1, MAX_BATCH), seed=st.integers(0, 2**16), p=P,
+             device=st.sampled_from(devices()), dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))
     aug.cpu()
 
     def differentiable(n: int, seed: int, p: float) -> None:
