@@ -144,11 +144,11 @@ def check_regularizer(ck: Checker, make: Callable[[int], Any]) -> None:
             continue
 
         def penalty(n: int, seed: int, kimg: float, net: Network = network) -> None:
-            module = _probe(net, seed)
+            module, fresh = _probe(net, seed), make(0)
             torch.manual_seed(seed)
-            make(0).attach(module)
+            fresh.attach(module)
             module.train()
-            value = reg.penalty(_context(reg, net, module, n, seed, kimg))
+            value = fresh.penalty(_context(fresh, net, module, n, seed, kimg))
             if value is None:
                 return
             expect(value.dim() == 0 and bool(torch.isfinite(value)), f"penalty {value}")
@@ -165,8 +165,8 @@ def check_regularizer(ck: Checker, make: Callable[[int], Any]) -> None:
                  f"gradients", penalty, n=st.integers(2, 5), seed=st.integers(0, 2**16),
                  kimg=st.floats(0, 1e5))
         with ck.clause(_zero_clause(reg, network)):
-            module = _probe(network, 0)
-            reg.attach(module)
+            module, fresh = _probe(network, 0), make(0)
+            fresh.attach(module)
             critic = None
             if reg.ideal_gradient_norm is not None:
                 critic = LinearCritic(IMAGE, reg.ideal_gradient_norm)
@@ -176,7 +176,7 @@ def check_regularizer(ck: Checker, make: Callable[[int], Any]) -> None:
                 with torch.no_grad():
                     for p in module.parameters():
                         p.zero_()
-            value = reg.penalty(_context(reg, network, module, 4, 0, 0.0, critic))
+            value = fresh.penalty(_context(fresh, network, module, 4, 0, 0.0, critic))
             number = None if value is None else value.item()
             expect(number is None or abs(number) <= 1e-6, f"penalty {number}")
 
