@@ -74,8 +74,15 @@ def join(device: str) -> World:
 
 
 def leave() -> None:
-    """Tear the process group down at the end of a run."""
+    """Tear the process group down at the end of a run or evaluation.
+
+    After a clean finish every process first waits for the others, so that none closes its connections while
+    another still uses them (a gloo process was once seen to abort at exit without it); while an exception
+    propagates it does not wait, since the others may never arrive.
+    """
     if dist.is_initialized():
+        if sys.exc_info()[0] is None and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
