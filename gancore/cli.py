@@ -416,7 +416,9 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
                 report = check_component(kind, name, params, registry=registry, max_examples=args.max_examples)
             except ConformanceError as exc:
                 status, detail = "FAIL", "\n      ".join(str(exc).splitlines())
-            except (NotCheckable, ConfigError) as exc:
+            except ConfigError as exc:  # the plugin's own declared example does not validate
+                status, detail = "FAIL", f"the example's parameters are refused: {exc}"
+            except NotCheckable as exc:
                 status, detail = "skip", f"not checkable: {exc}"
             else:
                 status = "ok"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -147,7 +146,6 @@ def test_docs_outside_the_repository_says_where_to_run(tmp_path: Path, monkeypat
     assert "run `gancore docs` from the repository root" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed; make docs has it")
 def test_site_builds_strict(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -540,7 +540,12 @@ def small_plugin(monkeypatch: pytest.MonkeyPatch) -> Registry:
     parameter."""
     broken = component("loss", "tiny_loss_flipped")(lambda: TinyLoss("flipped"))
     fine = component("loss", "tiny_loss_fine")(lambda: TinyLoss())
-    registry = make_registry(make_plugin("small_kit", broken, fine, TinyAugmenter, needs_root))
+
+    def bad_example(margin: float = 1.0) -> TinyLoss:
+        return TinyLoss()
+
+    refused = component("loss", "tiny_loss_bad_example", examples=[{"margn": 2.0}])(bad_example)
+    registry = make_registry(make_plugin("small_kit", broken, fine, refused, TinyAugmenter, needs_root))
     for module in (cli, gancore.testing, gancore.conformance):
         monkeypatch.setattr(module, "default_registry", lambda: registry)
     return registry
@@ -556,14 +561,16 @@ def test_pytest_runs_the_kit_on_an_installed_plugin(pytester: pytest.Pytester) -
 
 def test_pytest_fails_a_broken_component_with_its_clause(small_plugin: Registry, pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--gancore-conformance", "small-kit", "-p", "no:cacheprovider", "-v", "-rs")
-    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.assert_outcomes(passed=2, failed=2, skipped=1)
     result.stdout.fnmatch_lines(["*conformance::loss:tiny_loss_flipped[[]0[]] FAILED*",
                                  "*conformance::loss:tiny_loss_fine[[]0[]] PASSED*",
+                                 "*conformance::loss:tiny_loss_bad_example[[]0[]] FAILED*",
                                  "*conformance::augmenter:tiny_aug[[]0[]] PASSED*",
                                  "*conformance::dataset:needs_root[[]0[]] SKIPPED*"])
     result.stdout.fnmatch_lines(["*loss:tiny_loss_flipped breaks the contract clause: sign convention*",
                                  "*smallest failing example: n=*"])
     result.stdout.fnmatch_lines(["*not checkable: dataset 'needs_root' needs the parameter root*"])
+    result.stdout.fnmatch_lines(["*the example's parameters are refused: params.margn: unknown key*"])
 
 
 def test_pytest_refuses_an_unknown_plugin_as_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -590,7 +597,10 @@ def test_gancore_check_fails_a_broken_plugin(small_plugin: Registry, capsys: pyt
     assert any(line.startswith("skip  dataset:needs_root {}") for line in lines), out
     assert "breaks the contract clause: sign convention" in out
     assert "smallest failing example: n=" in out
-    assert lines[-1] == "2 conform, 1 fail, 1 not checked"
+    # a declared example that its own component refuses is the plugin's fault, not a lack of input
+    assert any(line.startswith("FAIL  loss:tiny_loss_bad_example {\"margn\": 2.0}") for line in lines), out
+    assert "the example's parameters are refused: params.margn: unknown key; allowed keys: margin" in out
+    assert lines[-1] == "2 conform, 2 fail, 1 not checked"
 
 
 def test_gancore_check_kind_filters(small_plugin: Registry, capsys: pytest.CaptureFixture[str]) -> None:
@@ -600,7 +610,7 @@ def test_gancore_check_kind_filters(small_plugin: Registry, capsys: pytest.Captu
     assert out.splitlines()[-1] == "1 conform, 0 fail, 0 not checked"
     assert cli.main(["check", "small_kit", "--kind", "loss"]) == 1
     out = capsys.readouterr().out
-    assert "augmenter:" not in out and out.splitlines()[-1] == "1 conform, 1 fail, 0 not checked"
+    assert "augmenter:" not in out and out.splitlines()[-1] == "1 conform, 2 fail, 0 not checked"
 
 
 def test_gancore_check_refuses_a_kind_the_plugin_lacks(small_plugin: Registry,
