@@ -63,10 +63,12 @@ class Generator(nn.Module, metaclass=ABCMeta):
         if truncation is not None:
             if truncation <= 0:
                 raise ValueError(f"truncation must be positive, got {truncation}")
-            outside = z.abs() > truncation
+            # compared in float64: against a float32 tensor, t would be rounded to float32 first and a
+            # component up to half an ulp beyond t could stay
+            outside = z.abs().double() > truncation
             while outside.any():
                 z = torch.where(outside, torch.randn(z.shape, device=z.device, generator=generator), z)
-                outside = z.abs() > truncation
+                outside = z.abs().double() > truncation
         return z
 
     @abstractmethod

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -26,6 +26,7 @@ from gancore.training import Trainer
 
 @settings(max_examples=25, deadline=None)
 @given(t=st.floats(0.2, 3.0), seed=st.integers(0, 2**31 - 1))
+@example(t=0.5418406459976842, seed=1785390)  # t rounds up in float32: a component just beyond t once stayed
 def test_truncated_latents_follow_the_truncated_normal(t: float, seed: int) -> None:
     """Resampled, not clamped: inside ±t, mean 0, and scipy's truncated-normal variance."""
     G = default_registry().create("generator", "mlp", {"z_dim": 50})
