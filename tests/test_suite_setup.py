@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.xdist_group("suite_setup")
-def test_xdist_groups_reach_the_scheduler(request: pytest.FixtureRequest) -> None:
-    """``--dist loadgroup`` keeps each ``xdist_group`` on one worker only if pytest-xdist can tag the node id;
-    pytest 9.2 stopped that (node ids moved to ``Node._id``), which split every group: the weights files and
-    the example plugin's wheel were then built once per worker. constraints.txt pins a pytest where it holds."""
-    if not getattr(request.config.option, "loadgroup", False):  # set on each worker of `--dist loadgroup`
-        pytest.skip("only meaningful under `pytest -n 2 --dist loadgroup`, as `make test` runs it")
-    assert request.node.nodeid.endswith("@suite_setup"), (
-        f"pytest-xdist did not tag {request.node.nodeid!r} with its group; pin pytest as constraints.txt says")
+def test_xdist_groups_stay_on_one_worker(pytester: pytest.Pytester) -> None:
+    """``make test`` runs ``--dist loadgroup`` so that each ``xdist_group`` (the weights files, the example
+    plugin's wheel) is built on one worker. pytest 9.2 broke that silently with pytest-xdist 3.8 (node ids moved
+    to ``Node._id``, so groups were split); constraints.txt pins a pytest where the groups hold."""
+    pytester.makepyfile(test_grouped="""
+        import pytest
+        @pytest.mark.xdist_group("together")
+        @pytest.mark.parametrize("i", range(6))
+        def test_member(i):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:gancore", "-v")
+    result.assert_outcomes(passed=6)
+    workers = {line.split()[0] for line in result.outlines if "PASSED" in line and line.startswith("[gw")}
+    assert len(workers) == 1, f"the group ran on {sorted(workers)}; pin pytest as constraints.txt says"
