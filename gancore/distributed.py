@@ -17,6 +17,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# torch.distributed.nn binds the default group as an argument default when first imported (torch.optim imports it
+# through torch._dynamo). Imported after `join` made the group, it would keep the group and gloo's threads alive
+# past `leave` into interpreter shutdown, where such a thread can abort the process; so it is imported first.
+import torch.distributed.nn  # noqa: F401
 from torch import Tensor
 
 from gancore.errors import GancoreError
@@ -77,8 +82,8 @@ def leave() -> None:
     """Tear the process group down at the end of a run or evaluation.
 
     After a clean finish every process first waits for the others, so that none closes its connections while
-    another still uses them (a gloo process was once seen to abort at exit without it); while an exception
-    propagates it does not wait, since the others may never arrive.
+    another still uses them; while an exception propagates it does not wait, since the others may never arrive.
+    Destroying the group stops gloo's threads here, while the interpreter is whole (see the imports).
     """
     if dist.is_initialized():
         if sys.exc_info()[0] is None and dist.get_world_size() > 1:

@@ -106,6 +106,36 @@ def test_an_uneven_split_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "o").exists()  # refused before a run directory was made
 
 
+LEAVING = """
+import os, sys
+import torch
+from gancore import distributed
+
+def gloo_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    return [n for n in names if "gloo" in n]
+
+distributed.join("cpu")
+torch.optim.Adam([torch.nn.Parameter(torch.ones(1))])  # imports torch._dynamo, as every trainer's optimiser does
+assert gloo_threads(), "gloo runs no threads of its own: this test can see nothing"
+distributed.leave()
+assert not gloo_threads(), f"the process group outlived leave(): {gloo_threads()} still run"
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from Linux's /proc")
+def test_leave_stops_gloo_before_the_interpreter_shuts_down(tmp_path: Path) -> None:
+    """No gloo thread may live on into interpreter shutdown: one that does can abort the process at exit (SIGABRT,
+    "terminate called without an active exception"), failing a run that finished. torch.distributed.nn binds the
+    default group as an argument default when first imported, which torch._dynamo (hence torch.optim) does."""
+    script = tmp_path / "leaving.py"
+    script.write_text(LEAVING)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _batchnorm_worker(rank: int, rendezvous: Path, x: torch.Tensor, weight: torch.Tensor, out: dict[int, Any]) -> None:
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
