@@ -112,7 +112,12 @@ import torch
 from gancore import distributed
 
 def gloo_threads():
-    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{task}/comm").read().strip())
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
     return [n for n in names if "gloo" in n]
 
 distributed.join("cpu")
